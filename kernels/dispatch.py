@@ -107,7 +107,7 @@ def _resolve(device) -> tuple[str, str, str | None]:
         return requested, "torch", "the PyTorch reference was requested"
     if requested == "triton":
         if ok:
-            return requested, "triton", f"Triton was requested and {why[0].lower() + why[1:]}"
+            return requested, "triton", f"Triton was requested, and {why}"
         return requested, None, why
     # auto: Triton only for CUDA tensors, even when the interpreter could run it on CPU (it is slow there).
     if ok and device.type == "cuda":
