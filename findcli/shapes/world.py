@@ -533,43 +533,37 @@ _SHADE_LIT, _SHADE_DARK = 1.0, 0.66  # pyramid faces
 _SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
 
 
-def _draw_slot(px, py, box, shape_id):
-    """Coverage mask and shading of one object slot for every scene.
-
-    px, py: (1, H, W) pixel-centre coordinates in canvas units; box (N, 4); shape_id (N,).
-    Returns mask (N, H, W) bool and shade (N, H, W) float.
-    """
-    x0, y0, w, h = (box[:, i, None, None] for i in range(4))
-    xr, yr = px - x0, py - y0  # (N, H, W) coordinates relative to the box corner
-
-    # sphere: disk, brightest at a top-left highlight
+def _draw_sphere(xr, yr, w, h):
+    """Disk filling the box, brightest at a top-left highlight. xr, yr: pixel centres relative to the
+    box corner (canvas units, broadcasting to (M, H, W)); w, h: (M, 1, 1). Returns mask, shade."""
     r = w / 2
     dx, dy = xr - r, yr - r
-    sph_mask = dx * dx + dy * dy <= r * r
+    mask = dx * dx + dy * dy <= r * r
     hl = torch.sqrt((dx + 0.35 * r) ** 2 + (dy + 0.35 * r) ** 2) / (1.35 * r)
-    sph_shade = 1.12 - 0.5 * hl.clamp(0, 1)
+    return mask, 1.12 - 0.5 * hl.clamp(0, 1)
 
-    # cube: front square side s, oblique depth d to the upper right
+
+def _draw_cube(xr, yr, w, h):
+    """Front square of side s plus oblique top and right faces of depth d to the upper right."""
     s = w / (1 + _CUBE_DEPTH)
     d = s * _CUBE_DEPTH
     front = (xr >= 0) & (xr <= s) & (yr >= d) & (yr <= d + s)
     top = (yr >= 0) & (yr < d) & (xr >= d - yr) & (xr <= d - yr + s)
     t = xr - s
     side = (t > 0) & (t <= d) & (yr >= d - t) & (yr <= d + s - t)
-    cube_mask = front | top | side
-    cube_shade = torch.where(top & ~front, _SHADE_TOP, torch.where(front, _SHADE_FRONT, _SHADE_SIDE))
+    shade = torch.where(front, _SHADE_FRONT, torch.where(top, _SHADE_TOP, _SHADE_SIDE))
+    return front | top | side, shade
 
-    # pyramid: apex at top centre, ridge from apex to 18% right of the base centre
+
+def _draw_pyramid(xr, yr, w, h):
+    """Apex at the top centre; the ridge runs from the apex to 18% right of the base centre."""
     tt = yr / h
     cx = w / 2
-    pyr_mask = (tt >= 0) & (tt <= 1) & ((xr - cx).abs() <= tt * w / 2)
-    pyr_shade = torch.where(xr - cx <= tt * 0.18 * w, _SHADE_LIT, _SHADE_DARK)
+    mask = (tt >= 0) & (tt <= 1) & ((xr - cx).abs() <= tt * w / 2)
+    return mask, torch.where(xr - cx <= tt * 0.18 * w, _SHADE_LIT, _SHADE_DARK)
 
-    sid = shape_id[:, None, None]
-    cube_i, sph_i = SHAPES.index("cube"), SHAPES.index("sphere")
-    mask = torch.where(sid == cube_i, cube_mask, torch.where(sid == sph_i, sph_mask, pyr_mask))
-    shade = torch.where(sid == cube_i, cube_shade, torch.where(sid == sph_i, sph_shade, pyr_shade))
-    return mask, shade
+
+_DRAW = {"cube": _draw_cube, "sphere": _draw_sphere, "pyramid": _draw_pyramid}
 
 
 def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device="cpu") -> torch.Tensor:
@@ -590,17 +584,36 @@ def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device
         t.to(device) for t in (boxes, shape_ids, colour_ids, used, bright, jitter)
     )
     palette = torch.tensor([PALETTE[c] for c in COLOURS], device=device)  # (C, 3)
-    hs = size * _SUPERSAMPLE
-    coords = (torch.arange(hs, device=device, dtype=torch.float32) + 0.5) * (CANVAS / hs)
-    py, px = coords[None, :, None], coords[None, None, :]  # (1, H, 1), (1, 1, W) canvas units
-    img = torch.tensor(BACKGROUND, device=device)[None, :, None, None].expand(n, 3, hs, hs).clone()
+    hs = size * _SUPERSAMPLE  # supersampled side
+    scale = hs / CANVAS  # supersampled pixels per canvas unit
+    # Each object is drawn inside a small window around its box rather than over the whole image:
+    # objects span <= 22 of 64 canvas px, so this does ~8x less work per slot.
+    win = min(hs, int(math.ceil(float(boxes[..., 2:].max()) * scale)) + 2)
+    ar = torch.arange(win, device=device)
+    img = torch.tensor(BACKGROUND, device=device)[None, :, None].expand(n, 3, hs * hs).clone()  # (N, 3, H*W)
     for k in range(4):
         if not bool(used[:, k].any()):
             continue
-        mask, shade = _draw_slot(px, py, boxes[:, k], shape_ids[:, k])
-        mask &= used[:, k, None, None]
-        base = (palette[colour_ids[:, k]] + jitter[:, k]) * bright[:, k, None]  # (N, 3)
-        col = (base[:, :, None, None] * shade[:, None]).clamp(0, 1)
-        img = torch.where(mask[:, None], col, img)
+        for shape_i, shape in enumerate(SHAPES):
+            sel = (used[:, k] & (shape_ids[:, k] == shape_i)).nonzero().squeeze(1)  # scenes drawing this shape
+            m = len(sel)
+            if m == 0:
+                continue
+            box = boxes[sel, k]  # (M, 4)
+            ox = (box[:, 0] * scale).floor().long().clamp(0, hs - win)  # (M,) window origin, pixels
+            oy = (box[:, 1] * scale).floor().long().clamp(0, hs - win)
+            px = (ox[:, None, None] + ar[None, None, :] + 0.5) / scale  # (M, 1, win) canvas units
+            py = (oy[:, None, None] + ar[None, :, None] + 0.5) / scale  # (M, win, 1)
+            x0, y0, w, h = (box[:, i, None, None] for i in range(4))
+            mask, shade = _DRAW[shape](px - x0, py - y0, w, h)  # (M, win, win)
+            base = (palette[colour_ids[sel, k]] + jitter[sel, k]) * bright[sel, k, None]  # (M, 3)
+            col = (base[:, :, None, None] * shade[:, None]).clamp(0, 1)  # (M, 3, win, win)
+            flat = (oy[:, None, None] + ar[None, :, None]) * hs + ox[:, None, None] + ar[None, None, :]
+            flat = flat.reshape(m, 1, win * win).expand(m, 3, win * win)
+            sub = img[sel]  # (M, 3, H*W)
+            cur = sub.gather(2, flat)
+            new = torch.where(mask.reshape(m, 1, win * win), col.reshape(m, 3, win * win), cur)
+            img[sel] = sub.scatter_(2, flat, new)
+    img = img.view(n, 3, hs, hs)
     img = torch.nn.functional.avg_pool2d(img, _SUPERSAMPLE)
     return img.clamp(0, 1).float()
