@@ -27,6 +27,7 @@ preprocessing configuration (resize shortest side, centre crop, normalise).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import math
@@ -274,6 +275,14 @@ def _cached_open_clip_weights(arch: str, tag: str, cfg: dict) -> str:
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _open_clip_tokenizer(arch: str):
+    # Building open_clip's BPE tokenizer reads 49k merges (~0.5 s); it holds no per-model state.
+    import open_clip
+
+    return open_clip.get_tokenizer(arch)
+
+
 class OpenClipScorer:
     """An open_clip model built once, with its tokenizer, tensor preprocessing and a per-prompt text-feature cache.
 
@@ -303,7 +312,7 @@ class OpenClipScorer:
         except Exception as exc:  # a wrong architecture for the file, a corrupt file, ...
             raise FindError(f"could not load CLIP {arch} from {checkpoint}: {type(exc).__name__}: {exc}") from exc
         self.model = model.eval().requires_grad_(False)
-        self.tokenizer = open_clip.get_tokenizer(arch)
+        self.tokenizer = _open_clip_tokenizer(arch)
         self.preprocess_cfg = dict(model.visual.preprocess_cfg)
         self._text_features: dict[str, torch.Tensor] = {}
 

@@ -219,6 +219,23 @@ def test_builtin_reward_model_resolves_through_shapes_module(tiny_clip, monkeypa
     torch.testing.assert_close(builtin, explicit, atol=0, rtol=0)
 
 
+def test_builtin_shapes_clip_config_goes_through_the_open_clip_path(tmp_path, monkeypatch):
+    # The real built-in config (context length 32, 64 px images) with seeded random weights, since
+    # the trained checkpoint may not exist yet; the float64 oracle uses the same architecture.
+    from findcli.shapes import models as shapes_models
+
+    shapes_models.register_builtin_clip()
+    torch.manual_seed(0)
+    ckpt = tmp_path / "builtin_random.pt"
+    torch.save(open_clip.create_model(shapes_models.CLIP_NAME).state_dict(), ckpt)
+    monkeypatch.setattr(shapes_models, "CLIP_CHECKPOINT", ckpt)
+    images = _mid_range_images(3, 64, 64)
+    got = build_reward("clip", "cpu", reward_model="builtin")(images, PROMPTS[:3])
+    cos_ref = _float64_reference(f"{shapes_models.CLIP_NAME}:{ckpt}", images, PROMPTS[:3])
+    # fp32 4-layer width-128 model vs float64, times 2.5: a few 1e-6 absolute.
+    torch.testing.assert_close(got.double(), 2.5 * cos_ref.clamp_min(0), atol=2.5e-5, rtol=0)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_clip_reward_fp16_on_cuda_matches_fp32_cpu(tiny_clip):
