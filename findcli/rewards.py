@@ -138,12 +138,15 @@ def preprocess_images(
     interpolation: str = "bicubic",
     resize_mode: str = "shortest",
     fill_color: int = 0,
+    shortest_edge: int | None = None,
 ) -> torch.Tensor:
     """Batched tensor version of open_clip's / CLIP's eval transform: (N,3,H,W) in [0,1] -> normalised (N,3,h,w) fp32.
 
     Steps, as torchvision does them on PIL images:
       1. resize: "shortest" scales the short side to the target (long side truncated as torchvision
-         does), "squash" scales both sides to the target, "longest" scales the long side then pads;
+         does; `shortest_edge` overrides the short-side length for processors that resize and crop
+         to different sizes), "squash" scales both sides to the target, "longest" scales the long
+         side then pads;
          antialiased bicubic (or bilinear) interpolation, as PIL's resize;
       2. clamp to [0, 1]: PIL writes uint8 after resizing, so bicubic overshoot is cut there too;
       3. centre crop (or pad) to the target size;
@@ -158,9 +161,10 @@ def preprocess_images(
         scale = min(th / h, tw / w)
         new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
     else:
-        if th == tw:
+        if th == tw or shortest_edge is not None:
             short, long = (h, w) if h <= w else (w, h)
-            new_short, new_long = th, int(th * long / short)
+            target = shortest_edge if shortest_edge is not None else th
+            new_short, new_long = target, int(target * long / short)
             new_h, new_w = (new_short, new_long) if h <= w else (new_long, new_short)
         else:
             scale = max(th / h, tw / w)
@@ -392,6 +396,15 @@ class HpsV2:
 # --------------------------------------------------------------------------------------------
 
 
+def _height_width(size) -> tuple[int, int]:
+    """(h, w) from an image processor's crop_size: a dict (transformers 4), a SizeDict (5) or an int."""
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, dict):
+        return int(size["height"]), int(size["width"])
+    return int(size.height), int(size.width)
+
+
 class PickScore:
     """PickScore (Kirstain et al. 2023): logit_scale * cos(image, text) of yuvalkirstain/PickScore_v1.
 
@@ -421,8 +434,9 @@ class PickScore:
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.tokenizer = processor.tokenizer
         ip = processor.image_processor
-        crop = ip.crop_size if isinstance(ip.crop_size, dict) else {"height": ip.crop_size, "width": ip.crop_size}
-        self.size = (int(crop["height"]), int(crop["width"]))
+        self.size = _height_width(ip.crop_size)
+        size = ip.size if isinstance(ip.size, dict) else vars(ip.size)
+        self.shortest_edge = int(size["shortest_edge"]) if size.get("shortest_edge") else None
         self.mean, self.std = tuple(ip.image_mean), tuple(ip.image_std)
         self._text_features: dict[str, torch.Tensor] = {}
 
@@ -441,7 +455,9 @@ class PickScore:
         text = torch.stack([self._text_features[p] for p in prompts])
         image = []
         for chunk in images.split(IMAGE_CHUNK):
-            pixels = preprocess_images(chunk.to(self.device), self.size, self.mean, self.std).to(self.dtype)
+            pixels = preprocess_images(
+                chunk.to(self.device), self.size, self.mean, self.std, shortest_edge=self.shortest_edge
+            ).to(self.dtype)
             image.append(F.normalize(self._pooled(self.model.get_image_features(pixel_values=pixels)).float(), dim=-1))
         image = torch.cat(image)
         return self.model.logit_scale.exp().float() * (image * text).sum(-1)

@@ -41,3 +41,32 @@ def make_tiny_clip(tmp_path: Path, seed: int = 0) -> str:
     checkpoint = Path(tmp_path) / "tiny_clip.pt"
     torch.save(model.state_dict(), checkpoint)
     return f"{name}:{checkpoint}"
+
+
+def make_tiny_pickscore(tmp_path: Path, seed: int = 0) -> tuple[str, str]:
+    """A tiny random transformers CLIPModel and CLIPProcessor saved under tmp_path, shaped like PickScore's.
+
+    The tokenizer is byte-level only (512 byte symbols + 2 specials, no merges): enough for BPE to
+    tokenise any text. Returns (model_dir, processor_dir) for `findcli.rewards.PickScore`.
+    """
+    from open_clip.tokenizer import bytes_to_unicode
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    symbols = list(bytes_to_unicode().values())
+    vocab = {s: i for i, s in enumerate(symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"])}
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor_dir = Path(tmp_path) / "tiny_pickscore_processor"
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(processor_dir)
+
+    torch.manual_seed(seed)
+    text = dict(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2,
+        max_position_embeddings=77, bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_attention_heads=2, num_hidden_layers=2)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32))
+    model_dir = Path(tmp_path) / "tiny_pickscore_model"
+    model.save_pretrained(model_dir)
+    return str(model_dir), str(processor_dir)

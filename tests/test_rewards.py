@@ -15,7 +15,7 @@ import open_clip
 import pytest
 import torch
 
-from _tiny_clip import make_tiny_clip
+from _tiny_clip import make_tiny_clip, make_tiny_pickscore
 from findcli import rewards
 from findcli.errors import FindError
 from findcli.rewards import build_reward, canonical_spec, parse_reward_spec, preprocess_images
@@ -247,6 +247,29 @@ def test_clip_reward_fp16_on_cuda_matches_fp32_cpu(tiny_clip):
     ref = build_reward("clip", "cpu", reward_model=tiny_clip)(images, PROMPTS + PROMPTS[:2])
     # fp16 has a 2^-11 ~ 5e-4 unit roundoff; a few layers of accumulation, times 2.5: 1e-2 absolute.
     torch.testing.assert_close(got.cpu(), ref, atol=1e-2, rtol=0)
+
+
+def test_pickscore_matches_float64_clip_forward_logits(tmp_path):
+    # A tiny random CLIPModel + processor stand in for PickScore_v1 (same classes, same loading with
+    # local_files_only=True). Oracle: the stock CLIPModel forward in float64, whose logits_per_image
+    # diagonal is logit_scale.exp() * cos(image_i, text_i).
+    from transformers import CLIPModel, CLIPTokenizer
+
+    model_dir, processor_dir = make_tiny_pickscore(tmp_path)
+    scorer = rewards.PickScore(torch.device("cpu"), torch.float32, model_id=model_dir, processor_id=processor_dir)
+    images = _mid_range_images(4, 40, 36, seed=4)
+    prompts = PROMPTS[:4]
+    got = scorer(images, prompts)
+
+    ref_model = CLIPModel.from_pretrained(model_dir, local_files_only=True).double().eval()
+    tokens = CLIPTokenizer.from_pretrained(processor_dir, local_files_only=True)(prompts, padding=True, return_tensors="pt")
+    pixels = preprocess_images(images.double(), 32, scorer.mean, scorer.std).double()  # checked against open_clip above
+    with torch.no_grad():
+        logits = ref_model(pixel_values=pixels, **tokens).logits_per_image  # (N, N)
+    expected = logits.diagonal()
+    assert got.shape == (4,) and got.dtype == torch.float32
+    # logit_scale.exp() = 1/0.07 ~ 14.3 times an fp32 cosine error of ~1e-6: 1e-4 absolute.
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------
