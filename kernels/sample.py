@@ -35,7 +35,8 @@ def _sample_fwd_kernel(
     mu_ptr,  # (D,) float32: μ
     log_sigma_ptr,  # (D,) float32: log σ
     z_ptr,  # (K, D) float32, row-major, written: z = μ + σ ε
-    sq_partial_ptr,  # (NB_D, K) float32, written: Σ over this program's columns of ε², per row
+    sq_partial_ptr,  # (NB_D, K + 1) float32, written: per row Σ of ε² over this program's columns;
+    #                  column K: Σ log σ over them (by the pid_k == 0 programs)
     seed,  # int: Philox key; ε_kd = randn(seed, k*D + d)
     K,  # int: rows
     D,  # int: columns
@@ -67,7 +68,39 @@ def _sample_fwd_kernel(
     e = (z - mu[None, :]) * inv_sigma[None, :]
     e = tl.where(mask, e, 0.0)
     sq = tl.sum(e * e, axis=1)  # (BLOCK_K,) fp32
-    tl.store(sq_partial_ptr + pid_d * K + rows, sq, mask=row_mask)
+    tl.store(sq_partial_ptr + pid_d * (K + 1) + rows, sq, mask=row_mask)
+    # -- the row-independent Σ log σ of this column block, once (masked columns were loaded as 0)
+    if pid_k == 0:
+        tl.store(sq_partial_ptr + pid_d * (K + 1) + K, tl.sum(log_sigma, axis=0))
+
+
+@triton.jit
+def _sample_logp_kernel(
+    sq_partial_ptr,  # (NB_D, K + 1) float32: per-row Σ ε² per column block; last column Σ log σ
+    logp_ptr,  # (K,) float32, written: mean_d[-ε²/2 - log σ_d] - log(2π)/2
+    K,
+    D,
+    NB_D,  # int: column blocks of the sampling kernel
+    BLOCK_K: tl.constexpr,
+    BLOCK_NB: tl.constexpr,
+):
+    # One program finishes the reductions: O(K·NB_D) reads, a few KB, instead of 4 torch launches.
+    nb = tl.arange(0, BLOCK_NB)
+    ls_acc = tl.zeros([BLOCK_NB], dtype=tl.float32)
+    for j0 in range(0, NB_D, BLOCK_NB):
+        ls_acc += tl.load(sq_partial_ptr + (j0 + nb) * (K + 1) + K, mask=(j0 + nb) < NB_D, other=0.0)
+    mean_log_sigma = tl.sum(ls_acc, axis=0) / D
+    r = tl.arange(0, BLOCK_K)
+    for k0 in range(0, K, BLOCK_K):
+        rows = k0 + r
+        row_mask = rows < K
+        acc = tl.zeros([BLOCK_NB, BLOCK_K], dtype=tl.float32)
+        for j0 in range(0, NB_D, BLOCK_NB):
+            m = ((j0 + nb) < NB_D)[:, None] & row_mask[None, :]
+            acc += tl.load(sq_partial_ptr + (j0 + nb)[:, None] * (K + 1) + rows[None, :], mask=m, other=0.0)
+        sq = tl.sum(acc, axis=0)  # (BLOCK_K,)
+        logp = -0.5 * sq / D - mean_log_sigma - 0.9189385332046727  # log(2π)/2
+        tl.store(logp_ptr + rows, logp, mask=row_mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,12 +138,13 @@ def sample_policy_triton(
     bk, bd = block_k or bk, block_d or bd
     nb_d = triton.cdiv(d, bd)
     z = torch.empty((k, d), device=mu.device, dtype=torch.float32)
-    sq_partial = torch.empty((nb_d, k), device=mu.device, dtype=torch.float32)
+    sq_partial = torch.empty((nb_d, k + 1), device=mu.device, dtype=torch.float32)
+    logp = torch.empty((k,), device=mu.device, dtype=torch.float32)
     grid = (triton.cdiv(k, bk), nb_d)
     _sample_fwd_kernel[grid](mu, log_sigma, z, sq_partial, int(seed) & SEED_MASK, k, d,
                              BLOCK_K=bk, BLOCK_D=bd, num_warps=warps)
-    # (K,): mean_d[-ε²/2 - log σ_d] - log(2π)/2; the Σ log σ term is the same for every row
-    logp = sq_partial.sum(0) * (-0.5 / d) - log_sigma.mean() - HALF_LOG_2PI
+    _sample_logp_kernel[(1,)](sq_partial, logp, k, d, nb_d, BLOCK_K=min(triton.next_power_of_2(k), 128),
+                              BLOCK_NB=min(triton.next_power_of_2(nb_d), 32), num_warps=4)
     return z, logp
 
 
