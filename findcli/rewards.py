@@ -240,7 +240,12 @@ def resolve_clip_model(reward_model: str | None) -> tuple[str, str, dict]:
         raise FindError(f"unknown open_clip architecture {arch!r} in --reward-model; see open_clip.list_models() (e.g. ViT-L-14).")
     tag_cfg = open_clip.get_pretrained_cfg(arch, source)
     if tag_cfg:
-        return arch, _cached_open_clip_weights(arch, source, tag_cfg), dict(tag_cfg)
+        path = _cached_open_clip_weights(arch, source, tag_cfg)
+        tag_cfg = dict(tag_cfg)
+        # OpenAI's original downloads (~/.cache/clip/*.pt) are TorchScript archives, which
+        # torch.load refuses with weights_only=True; they are the checksummed official files.
+        tag_cfg["torchscript"] = "openaipublic" in tag_cfg.get("url", "") and os.path.dirname(path) == os.path.expanduser("~/.cache/clip")
+        return arch, path, tag_cfg
     if os.path.isfile(source):
         return arch, source, {}
     if os.sep in source or os.path.splitext(source)[1]:
@@ -310,6 +315,7 @@ class OpenClipScorer:
                 image_std=tag_cfg.get("std"),
                 image_interpolation=tag_cfg.get("interpolation"),
                 image_resize_mode=tag_cfg.get("resize_mode"),
+                weights_only=not tag_cfg.get("torchscript", False),
             )
         except FindError:
             raise

@@ -418,6 +418,17 @@ def test_cached_hub_weights_are_found_without_network(offline, tmp_path):
     assert cfg["quick_gelu"] is True  # the openai tag's activation is forced on the architecture
 
 
+def test_legacy_openai_download_is_found_and_marked_torchscript(offline, tmp_path):
+    # open_clip's pre-hub downloads live in ~/.cache/clip/<basename of url>; when the hub copy is
+    # absent that file is used, and it is a TorchScript archive (loaded with weights_only=False).
+    url = open_clip.get_pretrained_cfg("ViT-L-14", "openai")["url"]
+    legacy = tmp_path / "home" / ".cache" / "clip" / url.rsplit("/", 1)[1]
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"")
+    arch, path, cfg = rewards.resolve_clip_model("ViT-L-14:openai")
+    assert path == str(legacy) and cfg["torchscript"] is True
+
+
 def test_uncached_pickscore_names_repos_and_hf_hub_offline(offline):
     with pytest.raises(FindError) as info:
         build_reward("pickscore", "cpu")
