@@ -7,10 +7,11 @@ dispatches between them (see `dispatch.py`).
 Notation: mu -> μ, log_sigma -> log σ, eps -> ε, K samples (rows), D latent dimensions (columns).
 
 Why fuse: the PyTorch chain draws ε (writes K×D), multiplies and adds (reads ε, writes z), then
-recomputes (z - μ)/σ, squares and averages for the log-density (several more K×D reads and writes):
-about 7 K×D fp32 passes, ≈ 7·4·K·D bytes. The kernel generates ε in registers from (seed, element
-offset) with Philox (`tl.randn`), writes z once and reduces the log-density in the same pass:
-4·K·D bytes, the floor for producing z. ε is never stored: it is regenerable from the seed.
+recomputes (z - μ)/σ, squares and averages for the log-density (several more K×D intermediates):
+about a dozen K×D fp32 transfers, ≈ 12·4·K·D bytes. The kernel generates ε in registers from (seed,
+element offset) with Philox (`tl.randn`), writes z once and reduces the log-density in the same pass:
+4·K·D bytes, the floor for producing z. ε is never stored: it is regenerable from the seed. A second,
+one-program kernel finishes the per-row sums over column blocks (O(K·D/BLOCK_D) bytes).
 """
 
 from __future__ import annotations
