@@ -226,7 +226,10 @@ def resolve_clip_model(reward_model: str | None) -> tuple[str, str, dict]:
         shapes_models.register_builtin_clip()
         arch, checkpoint = shapes_models.builtin_clip_spec()
         if not os.path.isfile(checkpoint):
-            raise FindError(f"the built-in CLIP checkpoint {checkpoint} is missing; reinstall findcli.")
+            raise FindError(
+                f"the built-in CLIP checkpoint {checkpoint} is missing; train it with findcli.shapes.train "
+                f"(or reinstall findcli), or pass --reward-model ARCH:TAG."
+            )
         return arch, str(checkpoint), {}
     arch, colon, source = reward_model.partition(":")
     if not colon or not source:
