@@ -1,0 +1,55 @@
+"""Small helpers the commands share: runtime setup, pipeline + reward construction, console."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from findcli.errors import FindError
+
+console = Console(stderr=False, highlight=False)
+
+
+def runtime(device: str, dtype: str, kernels: str = "auto"):
+    """Resolve --device/--dtype/--kernels once, with one-line errors."""
+    from findcli.kernels import get_backend, set_backend
+    from findcli.pipeline import resolve_device, resolve_dtype
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    set_backend(kernels)
+    get_backend(dev)  # forcing triton where it cannot run is an error now, not after model loading
+    return dev, dt
+
+
+def load(model, dev, dt, attention: str = "sdpa", compile: bool = False):
+    from findcli.pipeline import configure_pipeline, load_pipeline
+
+    with console.status(f"loading {model or 'the built-in shapes model'} …"):
+        pipe = load_pipeline(model, dev, dt)
+        used = configure_pipeline(pipe, attention=attention, compile=compile)
+    return pipe, used
+
+
+def reward_for(spec, reward_model, model, dev):
+    """Build the reward; `clip` on the built-in model defaults to the built-in CLIP."""
+    from findcli.pipeline import is_builtin
+    from findcli.rewards import build_reward
+
+    if reward_model is None and is_builtin(model):
+        reward_model = "builtin"
+    return build_reward(spec, dev, reward_model=reward_model), reward_model
+
+
+def check_out_path(path: Path, suffix: str | None = None) -> Path:
+    from findcli.atomic import check_writable
+
+    if suffix and path.suffix != suffix:
+        raise FindError(f"--out {str(path)!r} should end in {suffix}")
+    return check_writable(path)
+
+
+def eprint(message: str) -> None:
+    sys.stderr.write(message + "\n")

@@ -1,0 +1,74 @@
+"""Paired evaluation of a prompt: N(0, I) vs a FIND policy on the same ε, by reward and, on the
+built-in shapes model, by the programmatic judge (success rate and per-constraint rates).
+
+The JSON record per prompt (other tools parse these keys):
+  {"prompt", "n", "seed", "category",
+   "baseline": {"success_rate", "mean_reward"},
+   "policy":   {"success_rate", "mean_reward", "win_rate"}        (only when a policy is given)
+   "per_constraint": {"baseline": {name: rate}, "policy": {name: rate}}}
+success_rate is null (and per_constraint empty) on models other than the built-in one: the judge
+only knows the shapes world.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from findcli.pipeline import SamplerSettings
+from findcli.policy import GaussianPolicy
+from findcli.sampling import draw, paired_win_rate
+
+
+def _arm(images: torch.Tensor, prompt: str, reward, spec) -> tuple[dict, dict, torch.Tensor]:
+    r = reward(images, [prompt] * images.shape[0]).float().cpu()
+    arm = {"success_rate": None, "mean_reward": float(r.mean())}
+    constraints: dict = {}
+    if spec is not None:
+        from findcli.shapes.judge import judge
+
+        ok, per = judge(images.cpu(), spec)
+        arm["success_rate"] = float(ok.float().mean())
+        constraints = {k: float(v.float().mean()) for k, v in per.items()}
+    return arm, constraints, r
+
+
+def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int, seed: int,
+                    policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16) -> dict:
+    spec = None
+    if builtin:
+        from findcli.shapes.world import parse_prompt
+
+        spec = parse_prompt(prompt)
+    d = draw(pipe, prompt, settings, seed, n, policy, baseline=True, max_batch=max_batch)
+    record: dict = {"prompt": prompt, "n": n, "seed": seed,
+                    "category": spec.category() if spec is not None else None}
+    base, base_c, br = _arm(d.baseline_images, prompt, reward, spec)
+    record["baseline"] = base
+    record["per_constraint"] = {"baseline": base_c} if spec is not None else {}
+    if policy is not None:
+        pol, pol_c, pr = _arm(d.policy_images, prompt, reward, spec)
+        pol["win_rate"] = paired_win_rate(pr, br)
+        record["policy"] = pol
+        if spec is not None:
+            record["per_constraint"]["policy"] = pol_c
+    return record
+
+
+def summarize(records: list[dict]) -> dict:
+    """Per-category and overall means of success rate and reward, each arm."""
+    out: dict = {}
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r.get("category") or "all", []).append(r)
+    groups["overall"] = records
+    for name, rs in groups.items():
+        row: dict = {"prompts": len(rs)}
+        for arm in ("baseline", "policy"):
+            arms = [r[arm] for r in rs if arm in r]
+            if not arms:
+                continue
+            sr = [a["success_rate"] for a in arms if a["success_rate"] is not None]
+            row[arm] = {"success_rate": sum(sr) / len(sr) if sr else None,
+                        "mean_reward": sum(a["mean_reward"] for a in arms) / len(arms)}
+        out[name] = row
+    return out

@@ -1,0 +1,295 @@
+"""Loading a stock diffusers text-to-image pipeline and running batched rollouts through it.
+
+FIND never touches the denoiser's weights: a rollout is a plain `pipe(..., latents=z)` call, so the
+scheduler's `init_noise_sigma` scaling, classifier-free guidance and VAE decode stay the pipeline's
+business. What this module adds around that call is only what makes it fast and safe:
+
+* the prompt (and the empty negative prompt) is encoded once and passed as `prompt_embeds`, which
+  gives the same numbers as passing the string (the pipeline repeats embeddings per image);
+* all K latents of an iteration go through one call, chunked by `max_batch` images to fit memory
+  (with CFG the UNet sees 2 × chunk rows per step);
+* options for throughput: dtype, attention backend, torch.compile, channels-last.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from findcli.errors import FindError
+
+BUILTIN = "builtin"
+BUILTIN_PATH = Path(__file__).resolve().parent / "shapes" / "model"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def warn(message: str) -> None:
+    """One-line warning on stderr (kept apart from rich output on stdout)."""
+    sys.stderr.write(f"warning: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------------------------------------- devices
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise FindError("--device cuda was requested but no CUDA GPU is visible; use --device cpu (or auto)")
+    if device not in ("cpu",) and not device.startswith("cuda"):
+        raise FindError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return torch.device(device)
+
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """auto: fp32 on CPU (half precision is slow and lossy there), fp16 on CUDA."""
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if dtype not in _DTYPES:
+        raise FindError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
+    return _DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return {v: k for k, v in _DTYPES.items()}[dtype]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def is_builtin(model: str | None) -> bool:
+    return model in (None, "", BUILTIN) or (model is not None and Path(model).resolve() == BUILTIN_PATH)
+
+
+def resolve_model(model: str | None) -> str:
+    """Map the user's --model to something from_pretrained accepts; `None`/"builtin" -> the shipped model."""
+    if is_builtin(model):
+        if not (BUILTIN_PATH / "model_index.json").is_file():
+            raise FindError(f"the built-in shapes model is missing from {BUILTIN_PATH}; reinstall findcli "
+                            "or pass --model PATH_OR_HUB_ID")
+        return str(BUILTIN_PATH)
+    assert model is not None
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise FindError(f"{str(path)!r} is not a diffusers pipeline directory (no model_index.json); "
+                            "pass a folder saved with pipe.save_pretrained()")
+        return str(path)
+    if _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
+        return model
+    raise FindError(f"model path {model!r} does not exist; pass an existing pipeline folder or a hub id like "
+                    "'org/name'")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def _quiet_loading() -> None:
+    """Our own progress bars are rich; the libraries' loading bars and advice would only add noise."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    for lib in (dlog, tlog):
+        lib.disable_progress_bar()
+        lib.set_verbosity_error()
+
+
+def load_pipeline(model: str | None, device: torch.device, dtype: torch.dtype):
+    """Load a StableDiffusion-style pipeline with a DDIM scheduler, no safety checker, quiet progress."""
+    from diffusers import DDIMScheduler, DiffusionPipeline
+
+    source = resolve_model(model)
+    local = Path(source).exists()
+    _quiet_loading()
+    kwargs = dict(torch_dtype=dtype, safety_checker=None, requires_safety_checker=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # diffusers warns about the disabled safety checker, by design here
+        try:
+            if local:
+                pipe = DiffusionPipeline.from_pretrained(source, **kwargs)
+            else:
+                pipe = DiffusionPipeline.from_pretrained(source, local_files_only=_offline(), **kwargs)
+        except FindError:
+            raise
+        except Exception as e:  # noqa: BLE001 - hub/cache failures come in many types
+            if local:
+                raise FindError(f"could not load the pipeline in {source!r} ({type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:160]}); check that it was saved with save_pretrained") from None
+            why = "HF_HUB_OFFLINE=1 is set and it is not in the local cache" if _offline() else \
+                "it could not be fetched (no network?)"
+            raise FindError(f"cannot load hub model {source!r}: {why}; pre-download it on a machine with internet "
+                            f"(`hf download {source}`) and copy the cache, or pass a local --model folder") from None
+    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+        if getattr(pipe, name, None) is None:
+            raise FindError(f"{source!r} has no {name}; FIND needs a Stable Diffusion-style text-to-image pipeline")
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    pipe = pipe.to(device)
+    pipe.find_source = source  # recorded in the policy metadata
+    return pipe
+
+
+def latent_shape(pipe, height: int | None = None, width: int | None = None) -> tuple[int, int, int]:
+    """(C, h, w) of the initial latent for images of (height, width) pixels (pipeline defaults if None)."""
+    sample = pipe.unet.config.sample_size
+    sample = sample if isinstance(sample, int) else sample[0]
+    height = height or sample * pipe.vae_scale_factor
+    width = width or sample * pipe.vae_scale_factor
+    return (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+
+
+def check_prompt(pipe, prompt: str) -> str:
+    """Reject an empty prompt; warn (one line) when the tokenizer will truncate it."""
+    prompt = " ".join(prompt.split())
+    if not prompt:
+        raise FindError("the prompt is empty; give the text to follow, e.g. find train \"a red cube on a blue sphere\"")
+    limit = pipe.tokenizer.model_max_length
+    n = len(pipe.tokenizer(prompt, truncation=False).input_ids)
+    if n > limit:
+        warn(f"the prompt is {n} tokens but the text encoder reads {limit} (start/end included); "
+             f"it was truncated — shorten it to keep every word")
+    return prompt
+
+
+@torch.no_grad()
+def text_features(pipe, prompt: str) -> torch.Tensor:
+    """A pooled text embedding (E,) float32: the value net's view of the prompt."""
+    ids = pipe.tokenizer(prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
+    out = pipe.text_encoder(ids)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is None:
+        pooled = out[0].mean(dim=1)
+    return pooled[0].float().cpu()
+
+
+# ---------------------------------------------------------------------------------------------- speed
+
+
+def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, channels_last: bool | None = None) -> dict:
+    """Apply throughput options; returns what was actually used (and why) for logs and `find info`."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    used: dict = {"attention": "sdpa", "compile": False, "compile_s": 0.0}
+    if attention == "xformers":
+        try:
+            import xformers  # noqa: F401
+
+            pipe.enable_xformers_memory_efficient_attention()
+            used["attention"] = "xformers"
+        except Exception as e:  # noqa: BLE001 - import errors and kernel-load errors alike
+            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            warn(f"xformers attention unavailable ({reason}); using PyTorch SDPA. "
+                 "Install a wheel built for this torch (`pip install 'findcli[xformers]'`) to use it")
+            pipe.unet.set_attn_processor(AttnProcessor2_0())
+    elif attention == "sdpa":
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+    else:
+        raise FindError(f"unknown attention backend {attention!r}; use sdpa or xformers")
+    device = pipe.unet.device
+    if channels_last is None:
+        channels_last = device.type == "cuda"
+    if channels_last:
+        pipe.unet.to(memory_format=torch.channels_last)
+        pipe.vae.to(memory_format=torch.channels_last)
+    used["channels_last"] = bool(channels_last)
+    if compile:
+        pipe.unet = torch.compile(pipe.unet)
+        pipe.vae.decoder = torch.compile(pipe.vae.decoder)
+        used["compile"] = True
+    return used
+
+
+# ---------------------------------------------------------------------------------------------- rollout
+
+
+@dataclass
+class SamplerSettings:
+    steps: int = 20  # DDIM denoising steps per image
+    guidance: float = 7.5  # classifier-free guidance scale (1 = no CFG, half the UNet rows)
+    eta: float = 0.0  # DDIM eta: 0 = deterministic (the image is a function of z_T alone), 1 = DDPM-like noise
+    height: int | None = None  # pixels; None = the pipeline's default
+    width: int | None = None
+
+
+class Rollout:
+    """Frozen sampler + decoder: latents z (K, C, h, w) -> images (K, 3, H, W) float32 in [0, 1]."""
+
+    def __init__(self, pipe, prompt: str, settings: SamplerSettings, max_batch: int = 16):
+        self.pipe, self.prompt, self.settings = pipe, prompt, settings
+        self.max_batch = max(1, int(max_batch))
+        self.device = pipe.unet.device
+        self.dtype = pipe.unet.dtype
+        do_cfg = settings.guidance > 1.0
+        with torch.no_grad():
+            pe, ne = pipe.encode_prompt(prompt, self.device, 1, do_cfg, negative_prompt=None)
+        self.prompt_embeds, self.negative_embeds = pe, ne  # (1, L, E) each
+        self.last_timing: dict[str, float] = {}
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @torch.no_grad()
+    def __call__(self, z: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """Denoise then decode. The decode is done here with the pipeline's own VAE and image processor
+        (the same two calls the pipeline makes for output_type="pt") so that it can be timed apart."""
+        s, pipe = self.settings, self.pipe
+        images, t_denoise, t_decode = [], 0.0, 0.0
+        for i, chunk in enumerate(torch.split(z, self.max_batch)):
+            n = chunk.shape[0]
+            # eta > 0 draws fresh noise at every step: seed it per chunk so runs (and resumes) repeat exactly.
+            gen = torch.Generator(self.device).manual_seed(int(seed) * 1009 + i) if s.eta > 0 else None
+            self._sync()
+            t0 = time.perf_counter()
+            lat = pipe(
+                prompt_embeds=self.prompt_embeds.expand(n, -1, -1),
+                negative_prompt_embeds=None if self.negative_embeds is None else self.negative_embeds.expand(n, -1, -1),
+                latents=chunk.to(self.device, self.dtype),
+                num_inference_steps=s.steps, guidance_scale=s.guidance, eta=s.eta, generator=gen,
+                height=s.height, width=s.width, output_type="latent", return_dict=True,
+            ).images
+            self._sync()
+            t1 = time.perf_counter()
+            img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor, return_dict=False, generator=gen)[0]
+            img = pipe.image_processor.postprocess(img, output_type="pt", do_denormalize=[True] * n)
+            images.append(img.float())
+            self._sync()
+            t_denoise += t1 - t0
+            t_decode += time.perf_counter() - t1
+        self.last_timing = {"denoise_s": t_denoise, "decode_s": t_decode}
+        return torch.cat(images)
+
+
+def to_pil(images: torch.Tensor):
+    """(N, 3, H, W) float [0, 1] -> list of PIL images."""
+    from PIL import Image
+
+    arr = (images.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype("uint8")
+    return [Image.fromarray(a) for a in arr]
+
+
+def grid(images: torch.Tensor, ncol: int | None = None):
+    """A single PIL image tiling (N, 3, H, W) images, ncol columns."""
+    n = images.shape[0]
+    ncol = ncol or math.ceil(math.sqrt(n))
+    nrow = math.ceil(n / ncol)
+    _, c, h, w = images.shape
+    canvas = torch.ones(c, nrow * h, ncol * w)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = images[i].float().cpu()
+    return to_pil(canvas[None])[0]

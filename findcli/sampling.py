@@ -1,0 +1,45 @@
+"""Drawing images from a learned policy, paired with N(0, I) on the same ε, and comparing the two."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from findcli.pipeline import Rollout, SamplerSettings
+from findcli.policy import GaussianPolicy
+
+
+@dataclass
+class Draw:
+    policy_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = μ + σ ⊙ ε
+    baseline_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = ε (same ε)
+    policy_latents: torch.Tensor | None  # (N, C, h, w)
+    baseline_latents: torch.Tensor | None
+
+
+def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
+         baseline: bool, max_batch: int = 16) -> Draw:
+    """One rollout per requested arm. ε is the noise `policy.sample(seed, n)` uses, so arms are paired."""
+    from findcli.kernels import sample_policy
+    from findcli.pipeline import latent_shape
+
+    rollout = Rollout(pipe, prompt, settings, max_batch)
+    shape = latent_shape(pipe, settings.height, settings.width)
+    d = int(torch.tensor(shape).prod())
+    device = pipe.unet.device
+    pz = bz = pi = bi = None
+    if policy is not None:
+        pz, _ = policy.to(device).sample(seed, n)
+        pi = rollout(pz, seed)
+    if baseline or policy is None:
+        eps, _ = sample_policy(torch.zeros(d, device=device), torch.zeros(d, device=device), seed, n)
+        bz = eps.view(n, *shape)
+        bi = rollout(bz, seed)
+    return Draw(pi, bi, pz, bz)
+
+
+def paired_win_rate(policy_rewards: torch.Tensor, baseline_rewards: torch.Tensor) -> float:
+    """Fraction of pairs (same ε) where the policy's image scores higher; ties count one half."""
+    p, b = policy_rewards.float(), baseline_rewards.float()
+    return float(((p > b).float() + 0.5 * (p == b).float()).mean())
