@@ -1,0 +1,477 @@
+"""Train the built-in shapes models from scratch, on images from the project's own renderer.
+
+    python -m findcli.shapes.train {vae,unet,clip,all} --seed 0 --out findcli/shapes/model [--steps N] [--minutes M]
+
+Stages (each reproducible from --seed; each writes its files atomically, at every checkpoint):
+
+- vae:  a KL-regularised AutoencoderKL (64 px -> 4×16×16), L1 + MSE + small KL, on a 50/50 mix of
+        biased and unbiased scenes; then measures the latents' std and stores 1/std as
+        `scaling_factor`, so that the UNet sees latents of ~unit variance.           -> <out>/vae
+- unet: the UNet and the CLIP text encoder together, ε-prediction with min-SNR weighting, 10% caption
+        dropout (to the empty prompt, which is what classifier-free guidance feeds as negative), EMA
+        of both, on the BIASED caption distribution. The VAE is read from <out>/vae and frozen; each
+        checkpoint writes a complete StableDiffusionPipeline directory (fp16 safetensors).
+- clip: an open_clip CLIP (config `find-shapes-clip.json`), contrastive on UNBIASED scenes with hard
+        negatives in every batch: each image is scored against every caption of the batch plus the
+        swapped captions of its own scene. Reports held-out accuracy at ranking the true caption
+        above each of its hard negatives.                        -> <out>/clip/open_clip_model.safetensors
+- all:  vae, then unet, then clip.
+
+`--minutes` bounds a stage's wall time (the stage stops early and still writes its final checkpoint);
+`--preset cpu` is the small schedule that produced the shipped weights on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from findcli.atomic import write_text, write_with
+from findcli.shapes import models as M
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    threads: int = 2  # torch intra-op threads (the dev box has 2 cores shared with other jobs)
+    out: str = str(M.BUILTIN_MODEL_DIR)  # pipeline directory; CLIP goes to <out>/clip
+    # VAE
+    vae_steps: int = 3000
+    vae_batch: int = 32  # images per step
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-4  # × per-element KL(q(z|x) || N(0,I)), against per-pixel L1 + MSE
+    # UNet + text encoder
+    unet_steps: int = 20000
+    unet_batch: int = 64  # latents per step; samples seen = steps × batch
+    unet_lr: float = 5e-4
+    unet_warmup: int = 200  # linear warm-up steps, then constant (EMA does the averaging)
+    pool_size: int = 32768  # pre-rendered, pre-encoded biased scenes the UNet samples batches from
+    caption_dropout: float = 0.1  # fraction of captions replaced by "" (classifier-free guidance)
+    min_snr_gamma: float = 5.0  # loss weight min(SNR, γ)/SNR for ε-prediction
+    ema_decay: float = 0.999  # with warm-up: decay_t = min(decay, (1 + t) / (10 + t))
+    # CLIP
+    clip_steps: int = 6000
+    clip_batch: int = 64  # scenes per step; texts per step = batch × (1 + clip_negatives)
+    clip_negatives: int = 3  # hard negatives per scene (colour / shape / relation / count swaps)
+    clip_lr: float = 1e-3
+    clip_warmup: int = 200
+    clip_eval_scenes: int = 1000  # held-out scenes for the accuracy measurement
+    # Bookkeeping
+    minutes: float = 0.0  # wall-time budget per stage; 0 = no limit
+    ckpt_every: int = 500  # steps between checkpoints
+    log_every: int = 50
+
+
+def cpu_preset(cfg: TrainConfig) -> TrainConfig:
+    """The schedule that produced the shipped weights on a shared 2-core CPU (no GPU)."""
+    return dataclasses.replace(
+        cfg, vae_steps=1200, vae_batch=16, unet_steps=4000, pool_size=16384, clip_steps=2000, ckpt_every=250
+    )
+
+
+PRESETS = {"default": lambda c: c, "cpu": cpu_preset}
+
+
+def log(stage: str, **kv) -> None:
+    parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items())
+    print(f"[{stage}] {parts}", flush=True)
+
+
+class Clock:
+    """Wall-time budget for one stage (0 minutes = unlimited)."""
+
+    def __init__(self, minutes: float):
+        self.t0 = time.perf_counter()
+        self.limit = minutes * 60 if minutes > 0 else math.inf
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def out_of_time(self) -> bool:
+        return self.elapsed() >= self.limit
+
+
+def scenes(n: int, gen: torch.Generator, biased: bool):
+    """n random scenes: (images (n,3,64,64) in [0,1], captions)."""
+    from findcli.shapes.world import render, sample_specs
+
+    specs = sample_specs(n, gen, biased=biased)
+    return render(specs, gen, size=M.IMAGE_SIZE, device="cpu"), [s.caption() for s in specs]
+
+
+# --- VAE ----------------------------------------------------------------------------------------------
+
+
+def save_vae(vae, out: Path) -> None:
+    save_component(vae, out / "vae")
+
+
+def save_component(module, folder: Path) -> None:
+    """save_pretrained in fp16 safetensors, file by file atomically (config, then weights)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        half = copy.deepcopy(module).to(torch.float16)
+        half.save_pretrained(tmp, safe_serialization=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in sorted(Path(tmp).iterdir()):
+            os.replace(f, folder / f.name)
+
+
+def train_vae(cfg: TrainConfig) -> dict:
+    out = Path(cfg.out)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    vae = M.build_vae(cfg.seed).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0, fused=True)
+    clock = Clock(cfg.minutes)
+    log("vae", params=sum(p.numel() for p in vae.parameters()), steps=cfg.vae_steps, batch=cfg.vae_batch)
+    hist = []
+    step = 0
+    for step in range(1, cfg.vae_steps + 1):
+        lr = cfg.vae_lr * min(1.0, step / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.vae_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        # Half biased, half unbiased: the VAE must reconstruct any scene FIND may steer the sampler to.
+        xa, _ = scenes(cfg.vae_batch // 2, gen, biased=True)
+        xb, _ = scenes(cfg.vae_batch - cfg.vae_batch // 2, gen, biased=False)
+        x = torch.cat([xa, xb]) * 2 - 1  # diffusers VAEs work in [-1, 1]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=gen)
+        rec = vae.decode(z).sample
+        l1 = (rec - x).abs().mean()
+        mse = (rec - x).square().mean()
+        # KL(N(μ, σ²) || N(0, 1)) per latent element, averaged (not summed) to sit beside per-pixel losses.
+        kl = 0.5 * (post.mean.square() + post.var - 1 - post.logvar).mean()
+        loss = l1 + mse + cfg.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        hist.append((l1.item(), mse.item(), kl.item()))
+        if step % cfg.log_every == 0:
+            a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+            log("vae", step=step, l1=a[0], mse=a[1], kl=a[2], lr=lr, s=clock.elapsed())
+        if step % cfg.ckpt_every == 0 or clock.out_of_time():
+            set_scaling_factor(vae, gen)
+            save_vae(vae, out)
+        if clock.out_of_time():
+            break
+    sf = set_scaling_factor(vae, gen)
+    save_vae(vae, out)
+    a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+    result = dict(steps=step, wall_s=round(clock.elapsed()), l1=a[0], mse=a[1], kl=a[2], scaling_factor=sf)
+    log("vae", done=1, **result)
+    return result
+
+
+@torch.no_grad()
+def set_scaling_factor(vae, gen: torch.Generator, n: int = 256) -> float:
+    """Set vae.config.scaling_factor = 1 / std of posterior samples on biased scenes."""
+    was_training = vae.training
+    vae.eval()
+    x, _ = scenes(n, gen, biased=True)
+    z = vae.encode(x * 2 - 1).latent_dist.sample(gen)
+    sf = float(1.0 / z.std())
+    vae.register_to_config(scaling_factor=sf)
+    vae.train(was_training)
+    return sf
+
+
+# --- UNet + text encoder ------------------------------------------------------------------------------
+
+
+def load_vae(out: Path):
+    from diffusers import AutoencoderKL
+
+    if not (out / "vae" / "config.json").exists():
+        raise SystemExit(f"no VAE in {out / 'vae'}: run `python -m findcli.shapes.train vae --out {out}` first")
+    return AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def build_pool(cfg: TrainConfig, vae, tokenizer, gen: torch.Generator):
+    """Render and encode `pool_size` biased scenes once: (latent means, latent stds, token ids)."""
+    means, stds, ids = [], [], []
+    chunk = 256
+    t0 = time.perf_counter()
+    for i in range(0, cfg.pool_size, chunk):
+        x, caps = scenes(min(chunk, cfg.pool_size - i), gen, biased=True)
+        post = vae.encode(x * 2 - 1).latent_dist
+        means.append(post.mean.half())
+        stds.append(post.std.half())
+        ids.append(tokenize(tokenizer, caps))
+    log("unet", pool=cfg.pool_size, pool_s=round(time.perf_counter() - t0))
+    return torch.cat(means), torch.cat(stds), torch.cat(ids)
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    # Exactly as StableDiffusionPipeline.encode_prompt: pad to model_max_length, truncate, no mask.
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
+def save_pipeline(out: Path, unet, vae, text_encoder, tokenizer_dir: Path) -> None:
+    """Write a complete StableDiffusionPipeline directory in fp16 safetensors, file by file atomically."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=copy.deepcopy(vae).half(),
+        text_encoder=copy.deepcopy(text_encoder).half(),
+        tokenizer=M.load_tokenizer(tokenizer_dir),
+        unet=copy.deepcopy(unet).half(),
+        scheduler=M.build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        for f in sorted(Path(tmp).rglob("*")):
+            if f.is_file():
+                dest = out / f.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+
+
+def train_unet(cfg: TrainConfig) -> dict:
+    out = Path(cfg.out)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    vae = load_vae(out)
+    sf = vae.config.scaling_factor
+    with tempfile.TemporaryDirectory() as tokdir:
+        M.write_tokenizer(tokdir)
+        tokenizer = M.load_tokenizer(tokdir)
+        tok_keep = Path(tempfile.mkdtemp())
+        M.write_tokenizer(tok_keep)
+    unet = M.build_unet(cfg.seed).train()
+    text = M.build_text_encoder(cfg.seed).train()
+    ema_unet, ema_text = copy.deepcopy(unet).eval(), copy.deepcopy(text).eval()
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2, fused=True)
+    sched = M.build_scheduler()
+    alphas_cumprod = sched.alphas_cumprod.float()  # (1000,) ᾱ_t
+    snr = alphas_cumprod / (1 - alphas_cumprod)  # SNR_t = ᾱ_t / (1 − ᾱ_t)
+    weight = torch.clamp(snr, max=cfg.min_snr_gamma) / snr  # min-SNR-γ weight for ε-prediction
+    empty = tokenize(tokenizer, [""])  # (1, L): what CFG uses as the unconditional prompt
+    log(
+        "unet",
+        unet_params=sum(p.numel() for p in unet.parameters()),
+        text_params=sum(p.numel() for p in text.parameters()),
+        steps=cfg.unet_steps,
+        batch=cfg.unet_batch,
+        samples=cfg.unet_steps * cfg.unet_batch,
+        scaling_factor=sf,
+    )
+    clock = Clock(cfg.minutes)
+    means, stds, ids = build_pool(cfg, vae, tokenizer, gen)
+    hist = []
+    step = 0
+    for step in range(1, cfg.unet_steps + 1):
+        lr = cfg.unet_lr * min(1.0, step / cfg.unet_warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(means), (cfg.unet_batch,), generator=gen)
+        z0 = (means[idx].float() + stds[idx].float() * torch.randn(means[idx].shape, generator=gen)) * sf
+        tok = ids[idx].clone()
+        drop = torch.rand(cfg.unet_batch, generator=gen) < cfg.caption_dropout
+        tok[drop] = empty
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.unet_batch,), generator=gen)
+        noise = torch.randn(z0.shape, generator=gen)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise  # q(z_t | z_0)
+        cond = text(tok).last_hidden_state  # (B, L, 128)
+        pred = unet(zt, t, cond).sample  # ε̂
+        per = (pred - noise).square().mean(dim=(1, 2, 3))  # per-sample MSE, mean over latent elements
+        loss = (weight[t] * per).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        ema_update(ema_unet, unet, decay)
+        ema_update(ema_text, text, decay)
+        hist.append((loss.item(), per.mean().item()))
+        if step % cfg.log_every == 0:
+            a_ = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+            log("unet", step=step, loss=a_[0], mse=a_[1], lr=lr, s=clock.elapsed())
+        if step % cfg.ckpt_every == 0 or clock.out_of_time():
+            save_pipeline(out, ema_unet, vae, ema_text, tok_keep)
+            log("unet", checkpoint=step)
+        if clock.out_of_time():
+            break
+    save_pipeline(out, ema_unet, vae, ema_text, tok_keep)
+    shutil.rmtree(tok_keep, ignore_errors=True)
+    a_ = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+    result = dict(steps=step, wall_s=round(clock.elapsed()), loss=a_[0], mse=a_[1])
+    log("unet", done=1, **result)
+    return result
+
+
+# --- CLIP ---------------------------------------------------------------------------------------------
+
+
+def clip_batch(n: int, k: int, gen: torch.Generator, biased: bool = False):
+    """n unbiased scenes and, for each, its caption followed by k hard-negative captions.
+
+    Returns images (n,3,64,64) in [0,1] and texts (n × (1+k) strings, scene-major).
+    """
+    from findcli.shapes.world import hard_negatives, render, sample_specs
+
+    specs = sample_specs(n, gen, biased=biased)
+    imgs = render(specs, gen, size=M.IMAGE_SIZE, device="cpu")
+    texts = []
+    for s in specs:
+        negs = hard_negatives(s, gen, k)
+        # A scene may have fewer than k distinct swaps; repeat the last to keep the batch rectangular.
+        negs = (negs + negs[-1:] * k)[:k] if negs else [s] * k
+        texts += [s.caption()] + [x.caption() for x in negs]
+    return imgs, texts
+
+
+def normalize(images: torch.Tensor, model) -> torch.Tensor:
+    cfg = model.visual.preprocess_cfg
+    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+@torch.no_grad()
+def clip_accuracy(model, tokenizer, n: int, k: int, seed: int) -> dict:
+    """Held-out hard-negative accuracy on n unbiased scenes rendered from `seed`.
+
+    pair_acc: fraction of (scene, negative) pairs with score(true caption) > score(negative);
+    scene_acc: fraction of scenes whose true caption beats all k negatives.
+    Negatives identical to the true caption (a swap that changes nothing) are not counted.
+    """
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    wins, pairs, scene_wins = 0, 0, 0
+    for i in range(0, n, 100):
+        m = min(100, n - i)
+        imgs, texts = clip_batch(m, k, gen)
+        fi = F.normalize(model.encode_image(normalize(imgs, model)), dim=-1)  # (m, D)
+        ft = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(m, 1 + k, -1)  # (m, 1+k, D)
+        s = torch.einsum("md,mjd->mj", fi, ft)  # (m, 1+k) cosine scores
+        valid = torch.tensor([[texts[r * (1 + k)] != texts[r * (1 + k) + j] for j in range(1, k + 1)] for r in range(m)])
+        beat = s[:, 1:] < s[:, :1]
+        wins += (beat & valid).sum().item()
+        pairs += valid.sum().item()
+        scene_wins += (beat | ~valid).all(dim=1).sum().item()
+    return dict(pair_acc=wins / max(pairs, 1), scene_acc=scene_wins / n, pairs=pairs, scenes=n)
+
+
+def save_clip(model, out: Path) -> None:
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
+    write_with(out / "clip" / "open_clip_model.safetensors", lambda p: save_file(sd, str(p)))
+
+
+def train_clip(cfg: TrainConfig) -> dict:
+    import open_clip
+
+    out = Path(cfg.out)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    M.register_builtin_clip()
+    model = open_clip.create_model(M.CLIP_NAME)
+    tokenizer = open_clip.get_tokenizer(M.CLIP_NAME)
+    model.train()
+    decay, no_decay = [], []
+    for n_, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "logit_scale" in n_ or "embedding" in n_ else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.clip_lr, fused=True)
+    k = cfg.clip_negatives
+    log("clip", params=sum(p.numel() for p in model.parameters()), steps=cfg.clip_steps, batch=cfg.clip_batch, texts=cfg.clip_batch * (1 + k))
+    clock = Clock(cfg.minutes)
+    hist = []
+    step = 0
+    for step in range(1, cfg.clip_steps + 1):
+        lr = cfg.clip_lr * min(1.0, step / cfg.clip_warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.clip_steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        imgs, texts = clip_batch(cfg.clip_batch, k, gen)
+        n = cfg.clip_batch
+        fi = F.normalize(model.encode_image(normalize(imgs, model)), dim=-1)  # (n, D)
+        ft = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (n(1+k), D), scene-major
+        scale = model.logit_scale.exp().clamp(max=100)
+        logits = scale * fi @ ft.T  # (n, n(1+k)): every image against every caption, negatives included
+        pos = torch.arange(n) * (1 + k)  # column of each image's true caption
+        loss_i = F.cross_entropy(logits, pos)
+        loss_t = F.cross_entropy(logits[:, pos].T, torch.arange(n))  # true captions vs all images
+        loss = 0.5 * (loss_i + loss_t)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        # Hard-negative accuracy on the training batch, logged beside the loss.
+        hn = logits.view(n, n, 1 + k)[torch.arange(n), torch.arange(n)]  # (n, 1+k) own captions
+        hist.append((loss.item(), (hn[:, 1:] < hn[:, :1]).float().mean().item()))
+        if step % cfg.log_every == 0:
+            a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+            log("clip", step=step, loss=a[0], batch_hn_acc=a[1], scale=scale.item(), lr=lr, s=clock.elapsed())
+        if step % cfg.ckpt_every == 0 or clock.out_of_time():
+            save_clip(model, out)
+            model.train()
+        if clock.out_of_time():
+            break
+    save_clip(model, out)
+    acc = clip_accuracy(model, tokenizer, cfg.clip_eval_scenes, k, seed=10_000 + cfg.seed)
+    a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+    result = dict(steps=step, wall_s=round(clock.elapsed()), loss=a[0], **acc)
+    log("clip", done=1, **result)
+    return result
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m findcli.shapes.train", description=__doc__.split("\n")[0])
+    p.add_argument("stage", choices=["vae", "unet", "clip", "all"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="steps of the chosen stage (all: of every stage)")
+    p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget per stage (0 = none)")
+    p.add_argument("--out", default=str(M.BUILTIN_MODEL_DIR))
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override any TrainConfig field")
+    a = p.parse_args(argv)
+    cfg = PRESETS[a.preset](TrainConfig(seed=a.seed, out=a.out, minutes=a.minutes, threads=a.threads))
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for kv in a.set:
+        key, val = kv.split("=", 1)
+        cfg = dataclasses.replace(cfg, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
+    if a.steps is not None:
+        for st in (["vae", "unet", "clip"] if a.stage == "all" else [a.stage]):
+            cfg = dataclasses.replace(cfg, **{f"{st}_steps": a.steps})
+    torch.set_num_threads(cfg.threads)
+    log("config", **{k: v for k, v in dataclasses.asdict(cfg).items()})
+    results = {}
+    for st, fn in (("vae", train_vae), ("unet", train_unet), ("clip", train_clip)):
+        if a.stage in (st, "all"):
+            results[st] = fn(cfg)
+    print(json.dumps(results, indent=2), flush=True)
+
+
+if __name__ == "__main__":
+    main()
