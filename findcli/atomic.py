@@ -15,18 +15,27 @@ from findcli.errors import FindError
 
 
 def check_writable(path: str | os.PathLike) -> Path:
-    """Fail early (before hours of training) if `path`'s directory cannot take a new file."""
+    """Fail early (before hours of training) if `path` cannot be created; creates nothing itself."""
     path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise FindError(f"output path {str(path)!r} is a directory; give a file name such as {str(path / 'out.pt')!r}")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".find-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise FindError(f"cannot write to {str(parent)!r} ({e.strerror or e}); choose a writable --out path") from None
+    ancestor = path.parent if str(path.parent) else Path(".")
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent  # folders that do not exist yet are created at write time
+    problem = None
+    if not ancestor.is_dir():
+        problem = f"{str(ancestor)!r} is a file, not a folder"
+    elif not os.access(ancestor, os.W_OK | os.X_OK):
+        problem = "permission denied"
+    elif ancestor == path.parent:
+        try:  # the real test (read-only mounts pass os.access): create and remove a probe file
+            fd, probe = tempfile.mkstemp(prefix=".find-probe-", dir=ancestor)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            problem = e.strerror or str(e)
+    if problem:
+        raise FindError(f"cannot write to {str(path)!r} ({problem}); choose a writable output path")
     return path
 
 

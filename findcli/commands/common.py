@@ -46,9 +46,10 @@ def reward_for(spec, reward_model, model, dev):
 def check_out_path(path: Path, suffix: str | None = None) -> Path:
     from findcli.atomic import check_writable
 
+    path = check_writable(path)
     if suffix and path.suffix != suffix:
-        raise FindError(f"--out {str(path)!r} should end in {suffix}")
-    return check_writable(path)
+        raise FindError(f"--out {str(path)!r} should end in {suffix}, e.g. out{suffix}")
+    return path
 
 
 def eprint(message: str) -> None:
