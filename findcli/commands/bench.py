@@ -1,8 +1,48 @@
-"""`find bench`: placeholder until the benchmark sections land."""
+"""`find bench`: kernels, denoiser throughput, one training iteration end to end, and a steps sweep."""
 
-from findcli.errors import FindError
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from findcli.commands import options as o
+from findcli.commands.common import console
 
 
-def bench() -> None:
-    """Benchmarks (kernels, denoiser, end-to-end, steps sweep)."""
-    raise FindError("find bench is not implemented in this build yet")
+def bench(
+    quick: Annotated[bool, typer.Option("--quick", help="CPU-sized run of every section, under a minute")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="sections to run: kernels, denoiser, "
+                                                      "end_to_end, steps_sweep (repeat or comma list; default all)")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON (a section not "
+                                                     "run is null); rewritten after each section")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="run the torch.compile rows "
+                                                    "(default: yes, except with --quick)")] = None,
+    device: o.Device = o.DeviceChoice.auto,
+    dtype: o.Dtype = o.DtypeChoice.auto,
+) -> None:
+    """Benchmark rollouts and a FIND iteration; print tables, optionally write JSON."""
+    from findcli import atomic
+    from findcli.bench import parse_sections, run_bench, tables
+    from findcli.pipeline import resolve_device, resolve_dtype
+
+    sections = parse_sections(only)
+    if json_out is not None:
+        atomic.check_writable(json_out)
+    dev = resolve_device(device.value)
+    dt = resolve_dtype(dtype.value, dev)
+
+    def write(result: dict) -> None:
+        if json_out is not None:
+            atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
+
+    command = "find " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("find", "findcli") \
+        else "find bench"
+    result = run_bench(sections, quick, dev, dt, compile=compile, command=command, on_section=write)
+    for table in tables(result):
+        console.print(table)
+    if json_out is not None:
+        console.print(f"wrote {json_out}")
