@@ -33,7 +33,8 @@ def _arm(images: torch.Tensor, prompt: str, reward, spec) -> tuple[dict, dict, t
 
 
 def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int, seed: int,
-                    policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16) -> dict:
+                    policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16,
+                    category: str | None = None) -> dict:
     spec = None
     if builtin:
         from findcli.shapes.world import parse_prompt
@@ -41,7 +42,7 @@ def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int
         spec = parse_prompt(prompt)
     d = draw(pipe, prompt, settings, seed, n, policy, baseline=True, max_batch=max_batch)
     record: dict = {"prompt": prompt, "n": n, "seed": seed,
-                    "category": spec.category() if spec is not None else None}
+                    "category": category or (spec.category() if spec is not None else None)}
     base, base_c, br = _arm(d.baseline_images, prompt, reward, spec)
     record["baseline"] = base
     record["per_constraint"] = {"baseline": base_c} if spec is not None else {}

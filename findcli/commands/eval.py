@@ -55,6 +55,7 @@ def eval_(
 
         check_writable(json_out)
     items: list[tuple[str, Path | None]]
+    categories: dict[str, str] = {}
     if prompts is not None:
         if not prompts.is_file():
             raise FindError(f"prompt file {str(prompts)!r} does not exist")
@@ -76,10 +77,13 @@ def eval_(
     model = model or first_meta.get("model")
     builtin = is_builtin(model)
     if builtin:
+        from findcli.shapes.judge import load_suite
         from findcli.shapes.world import parse_prompt
 
         for p, _ in items:
             parse_prompt(p)  # unknown words: one line listing the known ones, before loading anything
+        if prompts is not None:
+            categories = {p: c for c, p in load_suite(prompts)}
     dev, dt = runtime(device.value, dtype.value, kernels.value)
     pipe, _ = load(model, dev, dt)
     reward_fn, _ = reward_for(reward or first_meta.get("reward") or "clip",
@@ -97,7 +101,7 @@ def eval_(
                                        guidance if guidance is not None else meta.get("guidance", 7.5),
                                        meta.get("eta", 0.0), meta.get("height"), meta.get("width"))
             records.append(evaluate_prompt(pipe, p, settings, reward_fn, n, seed, pf.policy if pf else None,
-                                           builtin, max_batch))
+                                           builtin, max_batch, categories.get(p)))
             progress.advance(task)
 
     from rich.table import Table
