@@ -375,7 +375,7 @@ def hard_negatives(spec: Spec, generator: torch.Generator, k: int) -> list[Spec]
 # Box tensors hold (x0, y0, w, h) in canvas units, shape (..., 4).
 _MARGIN = 2.0  # px kept free at the image border
 _SEPARATION = 4.0  # px between non-touching objects, so blurred same-coloured objects never merge
-_SIZE_RANGE = {"single": (14.0, 22.0), "relation": (12.0, 20.0), "and": (12.0, 20.0), "count": (12.0, 18.0)}
+_SIZE_RANGE = {"single": (14.0, 24.0), "relation": (13.0, 21.0), "and": (13.0, 21.0), "count": (13.0, 19.0)}
 _PYRAMID_ASPECT = 0.92  # pyramid height / width
 _CUBE_DEPTH = 0.3  # oblique depth / front-face side
 

@@ -1,0 +1,359 @@
+"""Programmatic evaluator ("judge") for the shapes world: does an image show what a prompt says?
+
+No network is involved. The steps, all vectorised over the batch except the last:
+  1. Colour: each pixel goes to the nearest palette *ray* {s * colour : 0.45 <= s <= 1.25} (so shaded
+     faces and highlights keep their colour) or to the background colour, whichever is nearer; pixels
+     far from everything count as background.
+  2. Clean-up: a 3x3 majority filter removes isolated noise pixels, then a 3x3 opening per colour
+     removes the thin rims a blur leaves between two touching objects (red + blue blends to purple).
+  3. Objects: 8-connected components of equal colour (label propagation with pointer jumping),
+     kept if their area is at least MIN_AREA canvas px^2.
+  4. Shape, from the component's bounding box: a pyramid's mass sits low (centroid at 2/3 of the box
+     height vs 1/2) and fills half its box; a cube fills ~95%, a sphere pi/4 = 79%.
+  5. Constraints per spec (a short Python loop per image over its few components).
+
+Geometry is measured in canvas units (pixels of a 64x64 image; other sizes are rescaled), so the
+margins below match the renderer in `world.py`.
+
+Constraint keys returned by `judge`, all (N,) bool:
+  colour            every named colour appears on some object
+  shape             every named shape appears on some object
+  objects_present   every named (colour, shape) object is found, as distinct objects (binding)
+  relation          (kind "relation" only) some pair of matching objects satisfies the relation
+  count             (kind "count" only) exactly `count` objects match the named colour and shape
+  no_extra_objects  the image holds no objects besides the named ones (1, 2, 2 or `count`);
+                    reported as a diagnostic, NOT part of success
+Success: single/and -> objects_present; relation -> objects_present & relation; count -> count.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from findcli.errors import FindError
+from findcli.shapes.world import BACKGROUND, CANVAS, COLOURS, PALETTE, SHAPES, Spec, parse_prompt
+
+# ---- thresholds (canvas px unless noted) ----
+RAY_MIN, RAY_MAX = 0.45, 1.25  # brightness range of a palette colour (renderer shades 0.6-1.12 x 0.9-1.05)
+MAX_COLOUR_DIST = 0.35  # RGB distance beyond which a pixel matches no palette ray -> background
+MIN_AREA = 25.0  # px^2: smallest object (12 px pyramid) covers ~66 px^2; blur specks stay < 20
+CORNER = 0.4  # corner triangles: u + v < CORNER etc. in box coordinates u, v in [0, 1]
+# cube vs sphere: a linear discriminant on (fill, corners, diag), fitted by logistic regression on
+# renders blurred with sigma 0-1.3 px (98-100% accurate there); the features are defined in `segment`
+CUBE_SCORE_WEIGHTS = (18.5, 18.0, 33.4)
+CUBE_SCORE_BIAS = -28.7
+PYRAMID_TOP_BOTTOM = 0.62  # pixels in top third / bottom third of the box: pyramid (1/9)/(5/9) = 0.2
+# (0.26-0.55 measured on blurred renders), cube and sphere ~1 (>= 0.72)
+# relations (rendered: "on" sinks <= 2.5 px, above/below gap >= 7, left/right gap >= 8, next-to gap 2-4)
+ON_MAX_GAP = 3.0  # touching: gap between the lower edge of the top object and the top of the base
+ON_MAX_SINK = 0.45  # ... and it may sink into the base by at most this fraction of the base height
+ON_MAX_OFFSET = 0.35  # |centre offset| / wider width: resting centred on the base
+ABOVE_MIN_GAP = 4.0  # clear vertical gap for above/below
+LEFT_MIN_GAP = 2.0  # horizontal gap for left/right of (next-to scenes, gap 2-4, also qualify)
+NEXT_MAX_GAP = 7.0  # side by side: horizontal gap at most this ...
+NEXT_MIN_VOVERLAP = 0.5  # ... and vertical overlap at least this fraction of the shorter object
+
+
+# ---------------------------------------------------------------- segmentation
+def _classify_pixels(images: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, H, W) long: 0 background, 1 + index into COLOURS."""
+    x = images.float().permute(0, 2, 3, 1)  # (N, H, W, 3)
+    pal = torch.tensor([PALETTE[c] for c in COLOURS], device=x.device)  # (C, 3)
+    pal_sq = (pal * pal).sum(1)  # (C,) |c|^2
+    xc = x @ pal.T  # (N, H, W, C) x . c
+    s = (xc / pal_sq).clamp(RAY_MIN, RAY_MAX)  # brightness of the nearest point on each ray segment
+    x_sq = (x * x).sum(-1, keepdim=True)  # (N, H, W, 1)
+    d2 = x_sq - 2 * s * xc + s * s * pal_sq  # |x - s c|^2, expanded to avoid an (N, H, W, C, 3) tensor
+    bg = torch.tensor(BACKGROUND, device=x.device)
+    d2_bg = ((x - bg) ** 2).sum(-1)  # (N, H, W)
+    best_d2, best = d2.min(dim=-1)
+    return torch.where((best_d2 < d2_bg) & (best_d2 < MAX_COLOUR_DIST**2), best + 1, 0)
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int, fill: int = 0) -> torch.Tensor:
+    """x[..., y + dy, x + dx] with `fill` outside the image."""
+    h, w = x.shape[-2:]
+    out = torch.full_like(x, fill)
+    out[..., max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = x[
+        ..., max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
+    ]
+    return out
+
+
+_NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def _open(cls: torch.Tensor) -> torch.Tensor:
+    """3x3 opening of each colour class of a (N, H, W) class map: removes specks and the rims
+    (< 3 px thick) that a blur leaves between two touching objects, keeps every 3x3-thick part.
+
+    Erosion keeps a pixel whose 3x3 neighbourhood is all its class (pixels outside the image count as
+    its class); dilation then restores a pixel if any eroded pixel of its class lies within 3x3."""
+    cls = cls.to(torch.uint8)
+    left, right = _shifted(cls, 0, -1, 255), _shifted(cls, 0, 1, 255)  # 255 marks "outside the image"
+    up, down = _shifted(cls, -1, 0, 255), _shifted(cls, 1, 0, 255)
+    same_row = ((left == cls) | (left == 255)) & ((right == cls) | (right == 255))
+    keep = (
+        same_row
+        & _shifted(same_row, -1, 0, 1)
+        & _shifted(same_row, 1, 0, 1)
+        & ((up == cls) | (up == 255))
+        & ((down == cls) | (down == 255))
+    )
+    eroded = cls * keep  # class of eroded pixels, 0 elsewhere
+    restored = eroded > 0
+    for dy, dx in _NEIGHBOURS:
+        restored |= _shifted(eroded, dy, dx) == cls
+    return cls * (restored & (cls > 0))
+
+
+def _components(cls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """4-connected components of equal nonzero class in a (N, H, W) class map.
+
+    Works on the list of foreground pixels only (~10% of an image): each pixel repeatedly takes the
+    largest index among itself and its same-class 4-neighbours, then jumps to the label its label
+    holds (pointer jumping), until nothing changes. Returns fg (K,) flat indices into N*H*W of the
+    foreground pixels and comp (K,) their component ids 0..Q-1."""
+    n, h, w = cls.shape
+    flat_cls = cls.reshape(-1)
+    fg = (flat_cls > 0).nonzero().squeeze(1)  # (K,) flat pixel index
+    k = fg.numel()
+    pos = torch.full((n * h * w,), -1, dtype=torch.long, device=cls.device)
+    pos[fg] = torch.arange(k, device=cls.device)
+    x, y = fg % w, (fg // w) % h
+    nbs = []
+    for step, ok in ((-1, x > 0), (1, x < w - 1), (-w, y > 0), (w, y < h - 1)):
+        other = (fg + step).clamp(0, n * h * w - 1)
+        j = pos[other]
+        same = ok & (j >= 0) & (flat_cls[other] == flat_cls[fg])
+        nbs.append(torch.where(same, j, torch.arange(k, device=cls.device)))
+    nbs = torch.stack(nbs, 1)  # (K, 4) same-class neighbours, self where there is none
+    label = torch.arange(k, device=cls.device)
+    for _ in range(h * w):
+        new = torch.maximum(label, label[nbs].amax(1))
+        new = new[new]  # pointer jumping: labels are pixel ids of the same component, >= our own
+        if torch.equal(new, label):
+            break
+        label = new
+    _, comp = torch.unique(label, return_inverse=True)
+    return fg, comp
+
+
+def segment(images: torch.Tensor) -> list[list[dict]]:
+    """Objects found in each image: per image a list of dicts with colour, shape, area (canvas px^2),
+    box (x0, y0, x1, y1, cx, cy in canvas units) and the shape features (fill, top_bottom, corners,
+    diag)."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise FindError(f"the shapes judge expects images shaped (N, 3, H, W), got {tuple(images.shape)}")
+    n, _, h, w = images.shape
+    dev = images.device
+    unit = CANVAS / h  # canvas units per pixel (square images)
+    cls = _open(_classify_pixels(images))
+    fg, comp = _components(cls)
+    q = int(comp.max()) + 1 if comp.numel() else 0
+    xs, ys = (fg % w).float(), ((fg // w) % h).float()  # (K,) pixel column and row
+
+    def total(val):
+        return torch.zeros(q, device=dev).index_add_(0, comp, val)
+
+    def reduce(val, how):
+        init = torch.full((q,), float("inf") if how == "amin" else float("-inf"), device=dev)
+        return init.scatter_reduce(0, comp, val, how, include_self=False)
+
+    area = torch.bincount(comp, minlength=q).float()
+    x0, x1 = reduce(xs, "amin"), reduce(xs, "amax") + 1
+    y0, y1 = reduce(ys, "amin"), reduce(ys, "amax") + 1
+    bw, bh = x1 - x0, y1 - y0
+    # per-pixel position inside its component's box, in [0, 1]
+    u = (xs + 0.5 - x0[comp]) / bw[comp]
+    v = (ys + 0.5 - y0[comp]) / bh[comp]
+    top = total((v < 1 / 3).float())  # pixels in the top third of the box
+    bottom = total((v > 2 / 3).float())
+    # the four corner triangles of the box (each CORNER^2 / 2 of its area): a disk barely reaches them;
+    # a cube fills the top-right and bottom-left ones and is cut diagonally in the other two
+    diag_main = total(((u - v > 1 - CORNER) | (v - u > 1 - CORNER)).float())  # top-right, bottom-left
+    diag_anti = total(((u + v < CORNER) | (u + v > 2 - CORNER)).float())  # top-left, bottom-right
+    sx, sy = total(xs + 0.5), total(ys + 0.5)
+    colour = torch.zeros(q, dtype=torch.long, device=dev).scatter_(0, comp, cls.reshape(-1)[fg].long())
+    image = torch.zeros(q, dtype=torch.long, device=dev).scatter_(0, comp, fg // (h * w))
+
+    fill = area / (bw * bh)
+    top_bottom = top / bottom.clamp(min=1)  # pyramid ~0.2-0.5, cube and sphere ~1
+    tri = CORNER**2 * bw * bh  # area of two corner triangles, pixels
+    corners = (diag_main + diag_anti) / (2 * tri)  # filled fraction of all four
+    diag = (diag_main - diag_anti) / tri  # cube ~0.3, sphere ~0
+    wf, wc, wd = CUBE_SCORE_WEIGHTS
+    cube_score = wf * fill + wc * corners + wd * diag + CUBE_SCORE_BIAS
+    shape = torch.where(
+        top_bottom < PYRAMID_TOP_BOTTOM,
+        SHAPES.index("pyramid"),
+        torch.where(cube_score > 0, SHAPES.index("cube"), SHAPES.index("sphere")),
+    )
+    rows = torch.stack([x0, y0, x1, y1, sx / area, sy / area], 1) * unit
+    keep = (area * unit * unit >= MIN_AREA).nonzero().squeeze(1).tolist()
+    cols = [t.tolist() for t in (image, colour, shape, area * unit * unit, rows, fill, top_bottom, corners, diag)]
+    out: list[list[dict]] = [[] for _ in range(n)]
+    for j in keep:
+        i, c, s, ar, box, f, tb, cr, dg = (col[j] for col in cols)
+        out[i].append(
+            {
+                "colour": COLOURS[c - 1],
+                "shape": SHAPES[s],
+                "area": ar,
+                "box": tuple(box),
+                "fill": f,
+                "top_bottom": tb,
+                "corners": cr,
+                "diag": dg,
+            }
+        )
+    return out
+
+
+# ---------------------------------------------------------------- relations
+def _on(a: dict, b: dict) -> bool:
+    """a rests on top of b, touching."""
+    ax0, ay0, ax1, ay1, acx, _ = a["box"]
+    bx0, by0, bx1, by1, bcx, _ = b["box"]
+    gap = by0 - ay1  # > 0: a floats above b; < 0: a's bottom sinks into b's box
+    centre_offset = abs((ax0 + ax1) / 2 - (bx0 + bx1) / 2)
+    return (
+        ay0 < by0
+        and -ON_MAX_SINK * (by1 - by0) <= gap <= ON_MAX_GAP
+        and centre_offset <= ON_MAX_OFFSET * max(ax1 - ax0, bx1 - bx0)
+    )
+
+
+def _above(a: dict, b: dict) -> bool:
+    return b["box"][1] - a["box"][3] >= ABOVE_MIN_GAP
+
+
+def _left(a: dict, b: dict) -> bool:
+    return b["box"][0] - a["box"][2] >= LEFT_MIN_GAP
+
+
+def _next(a: dict, b: dict) -> bool:
+    ax0, ay0, ax1, ay1 = a["box"][:4]
+    bx0, by0, bx1, by1 = b["box"][:4]
+    gap = max(bx0 - ax1, ax0 - bx1)
+    overlap = min(ay1, by1) - max(ay0, by0)
+    return -2.0 <= gap <= NEXT_MAX_GAP and overlap >= NEXT_MIN_VOVERLAP * min(ay1 - ay0, by1 - by0)
+
+
+RELATION_TESTS = {
+    "on": _on,
+    "under": lambda a, b: _on(b, a),
+    "above": _above,
+    "below": lambda a, b: _above(b, a),
+    "to the left of": _left,
+    "to the right of": lambda a, b: _left(b, a),
+    "next to": _next,
+}
+
+
+# ---------------------------------------------------------------- judge
+def constraint_keys(spec: Spec) -> tuple[str, ...]:
+    """The keys `judge` returns for this spec's kind."""
+    keys = ["colour", "shape", "objects_present"]
+    if spec.kind == "relation":
+        keys.append("relation")
+    if spec.kind == "count":
+        keys.append("count")
+    return (*keys, "no_extra_objects")
+
+
+def _judge_one(objs: list[dict], spec: Spec) -> dict[str, bool]:
+    def matches(o):
+        return [i for i, x in enumerate(objs) if x["colour"] == o.colour and x["shape"] == o.shape]
+
+    res = {
+        "colour": all(any(x["colour"] == o.colour for x in objs) for o in spec.objects),
+        "shape": all(any(x["shape"] == o.shape for x in objs) for o in spec.objects),
+    }
+    if spec.kind in ("single", "count"):
+        found = matches(spec.objects[0])
+        res["objects_present"] = len(found) >= 1
+        if spec.kind == "count":
+            res["count"] = len(found) == spec.count
+        expected = spec.count if spec.kind == "count" else 1
+    else:
+        a, b = spec.objects
+        ma, mb = matches(a), matches(b)
+        res["objects_present"] = any(i != j for i in ma for j in mb)
+        if spec.kind == "relation":
+            test = RELATION_TESTS[spec.relation]
+            res["relation"] = any(i != j and test(objs[i], objs[j]) for i in ma for j in mb)
+        expected = 2
+    res["no_extra_objects"] = len(objs) == expected
+    return res
+
+
+def _success(res: dict[str, bool], spec: Spec) -> bool:
+    if spec.kind == "count":
+        return res["count"]
+    if spec.kind == "relation":
+        return res["objects_present"] and res["relation"]
+    return res["objects_present"]
+
+
+def judge(images: torch.Tensor, spec: Spec) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Judge each image against one spec.
+
+    images: (N, 3, H, W) float in [0, 1] (any device; square). Returns success (N,) bool and a dict of
+    (N,) bool constraint tensors (keys: `constraint_keys(spec)`, described in the module docstring),
+    all on the CPU.
+    """
+    if isinstance(spec, str):
+        spec = parse_prompt(spec)
+    found = segment(images)
+    per = [_judge_one(objs, spec) for objs in found]
+    keys = constraint_keys(spec)
+    checks = {k: torch.tensor([r[k] for r in per], dtype=torch.bool) for k in keys}
+    success = torch.tensor([_success(r, spec) for r in per], dtype=torch.bool)
+    return success, checks
+
+
+def judge_each(images: torch.Tensor, specs: list[Spec]) -> tuple[torch.Tensor, list[dict[str, bool]]]:
+    """Judge image i against specs[i] (one segmentation pass for the batch). Returns success (N,) bool
+    and the per-image constraint dicts."""
+    if len(specs) != images.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {len(specs)} specs")
+    return judge_segments(segment(images), specs)
+
+
+def judge_segments(found: list[list[dict]], specs: list[Spec]) -> tuple[torch.Tensor, list[dict[str, bool]]]:
+    """`judge_each` on the output of `segment` (so one segmentation can be judged against many specs)."""
+    per = [_judge_one(objs, spec) for objs, spec in zip(found, specs)]
+    success = torch.tensor([_success(r, s) for r, s in zip(per, specs)], dtype=torch.bool)
+    return success, per
+
+
+# ---------------------------------------------------------------- suites
+def load_suite(path) -> list[tuple[str, str]]:
+    """Read a prompt suite: one prompt per line as `category<TAB>prompt` (or a bare prompt, whose
+    category is then `parse_prompt(prompt).category()`); blank lines and `#` comments are skipped.
+    Every prompt must parse. Returns [(category, prompt), ...] in file order."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FindError(f"cannot read prompt suite {str(p)!r} ({e.strerror or e}); pass an existing file") from None
+    out: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\t" in line:
+            category, prompt = (part.strip() for part in line.split("\t", 1))
+        else:
+            category, prompt = "", line
+        try:
+            spec = parse_prompt(prompt)
+        except FindError as e:
+            raise FindError(f"{p}:{lineno}: {e}") from None
+        out.append((category or spec.category(), prompt))
+    return out
