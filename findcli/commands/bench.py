@@ -42,6 +42,8 @@ def bench(
     command = "find " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("find", "findcli") \
         else "find bench"
     result = run_bench(sections, quick, dev, dt, compile=compile, command=command, on_section=write)
+    if not console.is_terminal:
+        console.width = max(console.width, 220)  # logs and pipes: keep each row on one line
     for table in tables(result):
         console.print(table)
     if json_out is not None:
