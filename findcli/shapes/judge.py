@@ -8,8 +8,9 @@ No network is involved. The steps, all vectorised over the batch except the last
      removes the thin rims a blur leaves between two touching objects (red + blue blends to purple).
   3. Objects: 8-connected components of equal colour (label propagation with pointer jumping),
      kept if their area is at least MIN_AREA canvas px^2.
-  4. Shape, from the component's bounding box: a pyramid's mass sits low (centroid at 2/3 of the box
-     height vs 1/2) and fills half its box; a cube fills ~95%, a sphere pi/4 = 79%.
+  4. Shape, from the component's bounding box: a pyramid has far fewer pixels in the top third of its
+     box than in the bottom third; a cube (an oblique hexagon) fills its box's top-right and
+     bottom-left corners but not the other two, while a sphere treats all four alike.
   5. Constraints per spec (a short Python loop per image over its few components).
 
 Geometry is measured in canvas units (pixels of a 64x64 image; other sizes are rescaled), so the
@@ -38,17 +39,18 @@ from findcli.errors import FindError
 from findcli.shapes.world import BACKGROUND, CANVAS, COLOURS, PALETTE, SHAPES, Spec, parse_prompt
 
 # ---- thresholds (canvas px unless noted) ----
-RAY_MIN, RAY_MAX = 0.45, 1.25  # brightness range of a palette colour (renderer shades 0.6-1.12 x 0.9-1.05)
+RAY_MIN, RAY_MAX = 0.35, 1.25  # brightness range of a palette colour (renderer: 0.62-1.12 x 0.9-1.05, plus blur)
 MAX_COLOUR_DIST = 0.35  # RGB distance beyond which a pixel matches no palette ray -> background
-MIN_AREA = 25.0  # px^2: smallest object (12 px pyramid) covers ~66 px^2; blur specks stay < 20
+MIN_AREA = 25.0  # px^2: the smallest object (13 px pyramid) covers ~78 px^2; blur specks stay < 20
 CORNER = 0.4  # corner triangles: u + v < CORNER etc. in box coordinates u, v in [0, 1]
-# cube vs sphere: a linear discriminant on (fill, corners, diag), fitted by logistic regression on
-# renders blurred with sigma 0-1.3 px (98-100% accurate there); the features are defined in `segment`
-CUBE_SCORE_WEIGHTS = (18.5, 18.0, 33.4)
-CUBE_SCORE_BIAS = -28.7
+# cube vs sphere by diagonal asymmetry (`diag` in `segment`): a cube fills its box's top-right and
+# bottom-left corner triangles and is cut in the other two (diag = 1 - (0.31 / 0.4)^2 = 0.4 drawn,
+# 0.33-0.60 measured at 1st percentile to median on renders blurred with sigma <= 1 px); a sphere is
+# symmetric (diag ~0, 99th percentile 0.15)
+CUBE_DIAG = 0.24
 PYRAMID_TOP_BOTTOM = 0.62  # pixels in top third / bottom third of the box: pyramid (1/9)/(5/9) = 0.2
-# (0.26-0.55 measured on blurred renders), cube and sphere ~1 (>= 0.72)
-# relations (rendered: "on" sinks <= 2.5 px, above/below gap >= 7, left/right gap >= 8, next-to gap 2-4)
+# drawn (0.26-0.55 measured on blurred renders), cube and sphere ~1 (>= 0.72)
+# relations (rendered: "on" sinks 1-1.5 px, above/below gap >= 7, left/right gap >= 8, next-to gap 2-4)
 ON_MAX_GAP = 3.0  # touching: gap between the lower edge of the top object and the top of the base
 ON_MAX_SINK = 0.45  # ... and it may sink into the base by at most this fraction of the base height
 ON_MAX_OFFSET = 0.35  # |centre offset| / wider width: resting centred on the base
@@ -173,6 +175,11 @@ def segment(images: torch.Tensor) -> list[list[dict]]:
     v = (ys + 0.5 - y0[comp]) / bh[comp]
     top = total((v < 1 / 3).float())  # pixels in the top third of the box
     bottom = total((v > 2 / 3).float())
+    # Cubes and spheres have square boxes. An object resting on top of another hides (cube) or blurs
+    # away (sphere) the top of its base, so judge cube vs sphere in a square box of side max(w, h)
+    # anchored at the bottom edge: it restores the base's true box and leaves whole objects unchanged.
+    side = torch.maximum(bw, bh)
+    v = (ys + 0.5 - (y1 - side)[comp]) / side[comp]
     # the four corner triangles of the box (each CORNER^2 / 2 of its area): a disk barely reaches them;
     # a cube fills the top-right and bottom-left ones and is cut diagonally in the other two
     diag_main = total(((u - v > 1 - CORNER) | (v - u > 1 - CORNER)).float())  # top-right, bottom-left
@@ -181,17 +188,15 @@ def segment(images: torch.Tensor) -> list[list[dict]]:
     colour = torch.zeros(q, dtype=torch.long, device=dev).scatter_(0, comp, cls.reshape(-1)[fg].long())
     image = torch.zeros(q, dtype=torch.long, device=dev).scatter_(0, comp, fg // (h * w))
 
-    fill = area / (bw * bh)
+    fill = area / (bw * side)
     top_bottom = top / bottom.clamp(min=1)  # pyramid ~0.2-0.5, cube and sphere ~1
-    tri = CORNER**2 * bw * bh  # area of two corner triangles, pixels
+    tri = CORNER**2 * bw * side  # area of two corner triangles, pixels
     corners = (diag_main + diag_anti) / (2 * tri)  # filled fraction of all four
-    diag = (diag_main - diag_anti) / tri  # cube ~0.3, sphere ~0
-    wf, wc, wd = CUBE_SCORE_WEIGHTS
-    cube_score = wf * fill + wc * corners + wd * diag + CUBE_SCORE_BIAS
+    diag = (diag_main - diag_anti) / tri  # cube ~0.5, sphere ~0
     shape = torch.where(
         top_bottom < PYRAMID_TOP_BOTTOM,
         SHAPES.index("pyramid"),
-        torch.where(cube_score > 0, SHAPES.index("cube"), SHAPES.index("sphere")),
+        torch.where(diag > CUBE_DIAG, SHAPES.index("cube"), SHAPES.index("sphere")),
     )
     rows = torch.stack([x0, y0, x1, y1, sx / area, sy / area], 1) * unit
     keep = (area * unit * unit >= MIN_AREA).nonzero().squeeze(1).tolist()

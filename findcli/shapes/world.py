@@ -14,12 +14,15 @@ object slots), so the same code renders training batches on a GPU and test batch
 
 Geometry is defined on a 64x64 canvas ("canvas units"); other image sizes scale it. Each object has an
 axis-aligned bounding box (x0, y0, w, h), y growing downwards:
-  cube    front square of side s plus an oblique top face and right side face of depth d = 0.3 s,
-          so w = h = 1.3 s; silhouette fills ~95% of its box
+  cube    front square of side s plus an oblique top face and right side face of depth d = 0.45 s,
+          so w = h = 1.45 s; the silhouette fills its box but for the top-left and bottom-right
+          corner triangles (legs d = 0.31 w), which the judge uses to tell a cube from a sphere
   sphere  disk of diameter w = h, shaded from a top-left highlight; fills pi/4 = 79% of its box
-  pyramid isosceles triangle, apex up, h = 0.92 w, lit left face and shaded right face; fills 50%
+  pyramid isosceles triangle, apex up, h = 0.92 w, lit left face and shaded right face
+Sizes (box width) are drawn from 13-24 px depending on the template (`_SIZE_RANGE`).
 Relations, as rendered (the judge in `judge.py` checks the same definitions with margins):
-  "on"              subject rests on top of the object, touching, horizontally centred on it
+  "on"              subject rests on top of the object (sunk 1 px into its box, so touching),
+                    horizontally centred on it within +-12% of its width
   "under"           the object rests on the subject (the subject is directly beneath, touching)
   "above"/"below"   vertically separated by a 7-16 px gap, horizontally overlapping
   "to the left of"/"to the right of"  horizontally separated by an 8-20 px gap, bottoms level within 4 px
@@ -377,7 +380,7 @@ _MARGIN = 2.0  # px kept free at the image border
 _SEPARATION = 4.0  # px between non-touching objects, so blurred same-coloured objects never merge
 _SIZE_RANGE = {"single": (14.0, 24.0), "relation": (13.0, 21.0), "and": (13.0, 21.0), "count": (13.0, 19.0)}
 _PYRAMID_ASPECT = 0.92  # pyramid height / width
-_CUBE_DEPTH = 0.3  # oblique depth / front-face side
+_CUBE_DEPTH = 0.45  # oblique depth / front-face side
 
 
 def _box_hw(shape_ids: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -433,15 +436,13 @@ def _layout_group(kind: str, rel: str | None, k: int, shape_ids: torch.Tensor, g
     r1 = _uniform(g, (G, m), 0.0, 1.0)
     r2 = _uniform(g, (G, m), 0.0, 1.0)
     r3 = _uniform(g, (G, m), 0.0, 1.0)
-    cube = SHAPES.index("cube")
     pyramid = SHAPES.index("pyramid")
 
     def rest_on(top_w, top_h, base_x, base_y, base_w, base_shape):
-        """Box of an object resting on a base: centred (+-12% of base width), bottom sunk into the base
-        top by half the cube's top-face depth, 1.5 px into a pyramid's apex, 1 px into a sphere."""
+        """Box of an object resting on a base: centred (+-12% of base width), its bottom sunk 1 px into
+        the base's box (1.5 px into a pyramid's narrow apex) so the two touch without hiding the base."""
         cx = base_x + base_w / 2 + (r1 * 2 - 1) * 0.12 * base_w
-        depth = base_w / (1 + _CUBE_DEPTH) * _CUBE_DEPTH
-        sink = torch.where(base_shape == cube, 0.5 * depth, torch.where(base_shape == pyramid, 1.5, 1.0))
+        sink = torch.where(base_shape == pyramid, 1.5, 1.0)
         return cx - top_w / 2, base_y + sink - top_h
 
     if rel in ("on", "under"):
@@ -528,8 +529,8 @@ def _layout(specs: list[Spec], g: torch.Generator):
 
 
 # ---------------------------------------------------------------- rendering
-_SHADE_TOP, _SHADE_FRONT, _SHADE_SIDE = 1.12, 0.92, 0.66  # cube faces
-_SHADE_LIT, _SHADE_DARK = 1.0, 0.66  # pyramid faces
+_SHADE_TOP, _SHADE_FRONT, _SHADE_SIDE = 1.12, 0.92, 0.74  # cube faces
+_SHADE_LIT, _SHADE_DARK = 1.0, 0.74  # pyramid faces
 _SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
 
 
@@ -587,7 +588,7 @@ def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device
     hs = size * _SUPERSAMPLE  # supersampled side
     scale = hs / CANVAS  # supersampled pixels per canvas unit
     # Each object is drawn inside a small window around its box rather than over the whole image:
-    # objects span <= 22 of 64 canvas px, so this does ~8x less work per slot.
+    # objects span <= 24 of 64 canvas px, so this does ~6x less work per slot.
     win = min(hs, int(math.ceil(float(boxes[..., 2:].max()) * scale)) + 2)
     ar = torch.arange(win, device=device)
     img = torch.tensor(BACKGROUND, device=device)[None, :, None].expand(n, 3, hs * hs).clone()  # (N, 3, H*W)
