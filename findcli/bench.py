@@ -353,8 +353,11 @@ class Models:
     def pipe(self, name: str):
         """The pipeline, configured as `find train` runs it (SDPA, eager, channels-last on CUDA), or a str reason."""
         if name not in self._pipes:
+            from diffusers.utils import logging as diffusers_logging
+
             from findcli.pipeline import configure_pipeline, load_pipeline
 
+            diffusers_logging.set_verbosity_error()  # its advice on casting random models is noise here
             t0 = time.perf_counter()
             try:
                 if name == "builtin":
@@ -719,7 +722,7 @@ def tables(result: dict) -> list:
             ok = r["status"] == "ok"
             t.add_row(r["model"], str(r["batch"]), r["attention"], "yes" if r["compile"] else "no",
                       _fmt(r.get("images_per_s"), ".3f"), _fmt(r.get("step_ms"), ".2f"), _fmt(r.get("unet_ms"), ".2f"),
-                      _fmt(r.get("decode_s"), ".4f"), _fmt(g if ok else None, ".1f"), _fmt(r.get("tflops"), ".2f"),
+                      _fmt(r.get("decode_s"), ".4f"), _fmt(g if ok else None, ".4g"), _fmt(r.get("tflops"), ".3g"),
                       _fmt(None if r.get("frac_of_peak") is None else 100 * r["frac_of_peak"], ".1f"),
                       _fmt(r.get("compile_s"), ".1f"), notes.cell(r["status"]))
         t.caption = "\n".join(x for x in ("UNet ms: one forward on the 2·B rows of a CFG step; ms/step: the "
