@@ -148,3 +148,23 @@ def test_colourfulness_reward_closed_form():
     bad = torch.full((1, 3, 4, 4), float("nan"))
     r = bench.colourfulness_reward(torch.cat([grey, red, bad]), ["x"] * 3)
     assert r.tolist() == [0.0, 1.0, 0.0]  # max − min over RGB; non-finite pixels count as 0
+
+
+def test_steps_sweep_alignment_row_with_a_stand_in_builtin_model(tiny_quick, monkeypatch):
+    """The built-in model's path (short FIND run, then paired success rates from the judge) on the tiny
+    pipeline standing in for it: the row carries the judge's rates and gain = FIND − baseline."""
+    from findcli.testing import build_tiny_pipeline
+
+    plan = dataclasses.replace(tiny_quick, sweep_models=("builtin",), sweep_steps=(2,), find_iterations=2,
+                               find_batch=3, eval_n=4)
+    monkeypatch.setattr(bench, "QUICK", plan)
+    stand_in = build_tiny_pipeline()
+    monkeypatch.setattr(bench.Models, "pipe", lambda self, name: stand_in)
+    monkeypatch.setattr(bench.Models, "reward", lambda self, name: (bench.colourfulness_reward, "colourfulness"))
+    result = bench.run_bench(["steps_sweep"], quick=True, device=torch.device("cpu"), dtype=torch.float32,
+                             log=lambda m: None)
+    (row,) = result["steps_sweep"]["rows"]
+    assert row["status"] == "ok", row
+    for key in ("baseline_success", "find_success", "win_rate"):
+        assert 0.0 <= row[key] <= 1.0 and (row[key] * plan.eval_n) % 0.5 == 0  # rates over n=4 images (ties: ½)
+    assert row["gain"] == pytest.approx(row["find_success"] - row["baseline_success"])
