@@ -39,8 +39,8 @@ def bench(
         if json_out is not None:
             atomic.write_text(json_out, json.dumps(result, indent=2) + "\n")
 
-    command = "find " + " ".join(sys.argv[1:]) if sys.argv and Path(sys.argv[0]).name in ("find", "findcli") \
-        else "find bench"
+    # Recorded in the JSON's meta: the real command line when run from a shell, else the command name.
+    command = "find " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "find bench"
     result = run_bench(sections, quick, dev, dt, compile=compile, command=command, on_section=write)
     if not console.is_terminal:
         console.width = max(console.width, 220)  # logs and pipes: keep each row on one line
