@@ -1,13 +1,13 @@
 """Programmatic evaluator ("judge") for the shapes world: does an image show what a prompt says?
 
 No network is involved. The steps, all vectorised over the batch except the last:
-  1. Colour: each pixel goes to the nearest palette *ray* {s * colour : 0.45 <= s <= 1.25} (so shaded
+  1. Colour: each pixel goes to the nearest palette *ray* {s * colour : 0.35 <= s <= 1.25} (so shaded
      faces and highlights keep their colour) or to the background colour, whichever is nearer; pixels
      far from everything count as background.
-  2. Clean-up: a 3x3 majority filter removes isolated noise pixels, then a 3x3 opening per colour
-     removes the thin rims a blur leaves between two touching objects (red + blue blends to purple).
-  3. Objects: 8-connected components of equal colour (label propagation with pointer jumping),
-     kept if their area is at least MIN_AREA canvas px^2.
+  2. Clean-up: a 3x3 opening per colour removes noise specks and the thin rims a blur leaves between
+     two touching objects (red + blue blends to purple), and keeps every 3x3-thick part exactly.
+  3. Objects: 4-connected components of equal colour (label propagation with pointer jumping over the
+     foreground pixels only), kept if their area is at least MIN_AREA canvas px^2.
   4. Shape, from the component's bounding box: a pyramid has far fewer pixels in the top third of its
      box than in the bottom third; a cube (an oblique hexagon) fills its box's top-right and
      bottom-left corners but not the other two, while a sphere treats all four alike.
@@ -29,7 +29,6 @@ Success: single/and -> objects_present; relation -> objects_present & relation; 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -43,13 +42,14 @@ RAY_MIN, RAY_MAX = 0.35, 1.25  # brightness range of a palette colour (renderer:
 MAX_COLOUR_DIST = 0.35  # RGB distance beyond which a pixel matches no palette ray -> background
 MIN_AREA = 25.0  # px^2: the smallest object (13 px pyramid) covers ~78 px^2; blur specks stay < 20
 CORNER = 0.4  # corner triangles: u + v < CORNER etc. in box coordinates u, v in [0, 1]
-# cube vs sphere by diagonal asymmetry (`diag` in `segment`): a cube fills its box's top-right and
-# bottom-left corner triangles and is cut in the other two (diag = 1 - (0.31 / 0.4)^2 = 0.4 drawn,
-# 0.33-0.60 measured at 1st percentile to median on renders blurred with sigma <= 1 px); a sphere is
-# symmetric (diag ~0, 99th percentile 0.15)
+# Cube vs sphere by diagonal asymmetry (`diag` in `segment`): a cube fills its box's top-right and
+# bottom-left corner triangles and is cut in the other two (those are 1 - (0.31 / 0.4)^2 = 40% full),
+# so diag = 1 - 0.4 = 0.6 as drawn; on renders blurred with sigma <= 1 px it measured 0.33 (1st
+# percentile) to 0.52 (median). A sphere is symmetric: diag ~0, 99th percentile 0.15.
 CUBE_DIAG = 0.24
-PYRAMID_TOP_BOTTOM = 0.62  # pixels in top third / bottom third of the box: pyramid (1/9)/(5/9) = 0.2
-# drawn (0.26-0.55 measured on blurred renders), cube and sphere ~1 (>= 0.72)
+# Pyramid: pixels in the top third / bottom third of the box = (1/9) / (5/9) = 0.2 as drawn
+# (0.26-0.55 measured on blurred renders); cubes and spheres ~1 (>= 0.72).
+PYRAMID_TOP_BOTTOM = 0.62
 # relations (rendered: "on" sinks 1-1.5 px, above/below gap >= 7, left/right gap >= 8, next-to gap 2-4)
 ON_MAX_GAP = 3.0  # touching: gap between the lower edge of the top object and the top of the base
 ON_MAX_SINK = 0.45  # ... and it may sink into the base by at most this fraction of the base height

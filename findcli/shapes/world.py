@@ -225,11 +225,6 @@ def parse_prompt(text: str) -> Spec:
 
 
 # ---------------------------------------------------------------- caption distributions
-def _choice(probs: torch.Tensor, generator: torch.Generator, n: int) -> list[int]:
-    """n draws from a categorical distribution with probabilities `probs` (CPU, float64)."""
-    return torch.multinomial(probs.to(torch.float64), n, replacement=True, generator=generator).tolist()
-
-
 def _colour_given_shape_probs(shape: str) -> torch.Tensor:
     frequent = BIAS_FREQUENT_COLOUR[shape]
     other = (1.0 - BIAS_FREQUENT_COLOUR_P) / (len(COLOURS) - 1)
@@ -367,10 +362,7 @@ def hard_negatives(spec: Spec, generator: torch.Generator, k: int) -> list[Spec]
         if m not in seen:
             seen.add(m)
             unique.append(c)
-    if k >= len(unique):
-        order = torch.randperm(len(unique), generator=generator).tolist()
-        return [unique[i] for i in order]
-    order = torch.randperm(len(unique), generator=generator)[:k].tolist()
+    order = torch.randperm(len(unique), generator=generator, device=generator.device)[: max(k, 0)].tolist()
     return [unique[i] for i in order]
 
 
