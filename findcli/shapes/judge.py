@@ -25,6 +25,14 @@ Constraint keys returned by `judge`, all (N,) bool:
   no_extra_objects  the image holds no objects besides the named ones (1, 2, 2 or `count`);
                     reported as a diagnostic, NOT part of success
 Success: single/and -> objects_present; relation -> objects_present & relation; count -> count.
+
+Limitation: two touching objects of the same colour are one component, so "on"/"under" prompts whose
+two objects share a colour ("a red cube on a red sphere") are judged failed even on a correct render.
+The samplers never produce such captions (two-object captions always use two colours).
+
+Measured on 500 unbiased renders per kind (seed 100) against all of each scene's hard negatives:
+clean 100% accepted / 100% rejected; blur sigma 0.8 px + noise 0.04: >= 99.4% / >= 99.97%;
+sigma 1.0 + noise 0.05: >= 98.2% / >= 99.87%; sigma 1.3 + noise 0.07: 86-97% / >= 98.8%.
 """
 
 from __future__ import annotations
