@@ -110,7 +110,7 @@ QUICK = Plan(
     quick=True, models=("tiny", "builtin"), steps=4,
     batches={"tiny": (1, 4), "builtin": (1, 4)}, variant_batch={"tiny": 4, "builtin": 4},
     row_budget_s=0.3,
-    e2e_models=("tiny",),
+    e2e_models=("tiny", "builtin"),
     # Same ratio of steps as the presets' 20 : 50, at CPU size; K stays the preset's (8 and 1).
     e2e_overrides={"default": {"steps": 4}, "paper": {"steps": 10}}, e2e_warmup=1, e2e_iterations=2,
     sweep_models=("tiny", "builtin"), sweep_steps=(2, 5, 10), sweep_batch=4,
