@@ -131,6 +131,15 @@ class FindTrainer:
         save_policy(self.out, self.policy, self.meta(), self.train_state() if with_state else None)
         self.last_checkpoint = self.out
 
+    def warmup(self) -> float:
+        """One throw-away rollout of a full chunk, so that torch.compile's compilation (or cuDNN's
+        autotuning) is timed here, apart, and not inside iteration 0. Returns its seconds."""
+        n = min(self.cfg.batch, self.cfg.max_batch)
+        z = torch.zeros(n, *self.shape, device=self.device)
+        t0 = time.perf_counter()
+        self.rollout(z, seed=0)
+        return time.perf_counter() - t0
+
     # ------------------------------------------------------------------------------------------ one iteration
 
     def step(self) -> dict:

@@ -138,6 +138,11 @@ def train(
                   f"attention={used['attention']} preset={cfg.preset}")
     console.print(f"  latent={list(trainer.shape)}  reward={reward_fn.spec}  {summarize_config(cfg)}")
 
+    if compile:
+        with console.status("compiling the UNet and VAE decoder (one warm-up rollout) …"):
+            used["compile_s"] = trainer.warmup()
+        console.print(f"  compile + warm-up: {used['compile_s']:.1f} s (not counted in the iteration timings)")
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
