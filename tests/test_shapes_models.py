@@ -70,8 +70,10 @@ def test_pipeline_loads_offline_with_stock_diffusers_and_makes_a_64px_image():
 
     index = json.loads((MODEL / "model_index.json").read_text())
     assert index["requires_safety_checker"] is False
-    pipe = StableDiffusionPipeline.from_pretrained(str(MODEL), torch_dtype=torch.float32, local_files_only=True)
+    pipe = StableDiffusionPipeline.from_pretrained(str(MODEL), local_files_only=True)
     assert pipe.safety_checker is None and pipe.feature_extractor is None
+    # fp16 files, fp32 modules by default: a half text encoder would break a float UNet on the CPU.
+    assert {m.dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder)} == {torch.float32}
     assert isinstance(pipe.scheduler, DDIMScheduler)
     assert pipe.scheduler.config.clip_sample is False
     out = pipe(
@@ -99,7 +101,7 @@ def test_vae_scaling_factor_gives_unit_std_latents():
 
     from findcli.shapes.world import render, sample_specs
 
-    vae = AutoencoderKL.from_pretrained(str(MODEL / "vae"), torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(str(MODEL / "vae")).eval()
     g = torch.Generator().manual_seed(123)
     x = render(sample_specs(32, g, biased=True), g, size=64)
     with torch.no_grad():

@@ -206,7 +206,7 @@ def load_vae(out: Path):
 
     if not (out / "vae" / "config.json").exists():
         raise SystemExit(f"no VAE in {out / 'vae'}: run `python -m findcli.shapes.train vae --out {out}` first")
-    return AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval().requires_grad_(False)
+    return AutoencoderKL.from_pretrained(out / "vae").eval().requires_grad_(False)
 
 
 @torch.no_grad()
@@ -262,6 +262,9 @@ def save_pipeline(out: Path, unet, vae, text_encoder, tokenizer_dir: Path) -> No
         cfg_json = json.loads(te_cfg.read_text())
         cfg_json["dtype"] = "float32"
         te_cfg.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
+        # transformers 5 writes only tokenizer.json; older releases' CLIPTokenizer needs these two.
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(tokenizer_dir / name, Path(tmp) / "tokenizer" / name)
         for f in sorted(Path(tmp).rglob("*")):
             if f.is_file():
                 dest = out / f.relative_to(tmp)
