@@ -12,14 +12,15 @@ from findcli.errors import FindError
 console = Console(stderr=False, highlight=False)
 
 
-def runtime(device: str, dtype: str, kernels: str = "auto"):
+def runtime(device: str, dtype: str, kernels: str | None = None):
     """Resolve --device/--dtype/--kernels once, with one-line errors."""
     from findcli.kernels import get_backend, set_backend
     from findcli.pipeline import resolve_device, resolve_dtype
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    set_backend(kernels)
+    if kernels is not None:  # otherwise $FIND_KERNELS (read by the dispatcher), else auto
+        set_backend(kernels)
     get_backend(dev)  # forcing triton where it cannot run is an error now, not after model loading
     return dev, dt
 

@@ -36,7 +36,7 @@ def eval_(
     max_batch: o.MaxBatch = 16,
     device: o.Device = o.DeviceChoice.auto,
     dtype: o.Dtype = o.DtypeChoice.auto,
-    kernels: o.Kernels = o.KernelsChoice.auto,
+    kernels: o.Kernels = None,
 ) -> None:
     """Success rate (built-in model) and mean reward, baseline vs policy on the same ε."""
     from findcli import atomic
@@ -84,7 +84,7 @@ def eval_(
             parse_prompt(p)  # unknown words: one line listing the known ones, before loading anything
         if prompts is not None:
             categories = {p: c for c, p in load_suite(prompts)}
-    dev, dt = runtime(device.value, dtype.value, kernels.value)
+    dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
     pipe, _ = load(model, dev, dt)
     reward_fn, _ = reward_for(reward or first_meta.get("reward") or "clip",
                               reward_model or first_meta.get("reward_model"), model, dev)

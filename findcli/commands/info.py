@@ -36,7 +36,7 @@ def xformers_status() -> tuple[bool, str]:
 
 def info(
     device: o.Device = o.DeviceChoice.auto,
-    kernels: o.Kernels = o.KernelsChoice.auto,
+    kernels: o.Kernels = None,
 ) -> None:
     """Show devices, versions, the kernel path and the attention backend."""
     import torch
@@ -56,7 +56,8 @@ def info(
     else:
         console.print(f"  no CUDA device; {torch.get_num_threads()} CPU threads")
     console.print(f"device: {dev}")
-    set_backend(kernels.value)
+    if kernels is not None:
+        set_backend(kernels.value)
     try:
         b = backend_info(dev)
         console.print(f"kernels: requested={b['requested']} -> {b['resolved']} ({b['reason']})")

@@ -36,8 +36,9 @@ Model = Annotated[Optional[str], typer.Option("--model", help="diffusers pipelin
                                               "(default: the built-in shapes model)")]
 Device = Annotated[DeviceChoice, typer.Option("--device", help="auto picks cuda when a GPU is visible")]
 Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="auto: fp32 on CPU, fp16 on CUDA")]
-Kernels = Annotated[KernelsChoice, typer.Option("--kernels", help="policy kernels: auto (Triton on CUDA), "
-                                                "triton (error if it cannot run), torch")]
+Kernels = Annotated[Optional[KernelsChoice], typer.Option("--kernels", help="policy kernels: auto (Triton on "
+                                                          "CUDA), triton (error if it cannot run), torch; "
+                                                          "default: $FIND_KERNELS, else auto")]
 Attention = Annotated[AttentionChoice, typer.Option("--attention", help="UNet attention backend")]
 Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.compile the UNet and VAE decoder")]
 MaxBatch = Annotated[int, typer.Option("--max-batch", help="images per pipeline call (CFG doubles UNet rows)")]

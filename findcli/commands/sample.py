@@ -28,7 +28,7 @@ def sample(
     max_batch: o.MaxBatch = 16,
     device: o.Device = o.DeviceChoice.auto,
     dtype: o.Dtype = o.DtypeChoice.auto,
-    kernels: o.Kernels = o.KernelsChoice.auto,
+    kernels: o.Kernels = None,
     attention: o.Attention = o.AttentionChoice.sdpa,
     compile: o.Compile = False,
 ) -> None:
@@ -48,7 +48,7 @@ def sample(
     from findcli.atomic import check_writable
 
     check_writable(out_dir / "rewards.json")
-    dev, dt = runtime(device.value, dtype.value, kernels.value)
+    dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
     model = model or meta.get("model")
     pipe, _ = load(model, dev, dt, attention.value, compile)
     shape = latent_shape(pipe, meta.get("height"), meta.get("width"))

@@ -67,7 +67,7 @@ def train(
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="images per pipeline call")] = None,
     device: o.Device = o.DeviceChoice.auto,
     dtype: o.Dtype = o.DtypeChoice.auto,
-    kernels: o.Kernels = o.KernelsChoice.auto,
+    kernels: o.Kernels = None,
     attention: o.Attention = o.AttentionChoice.sdpa,
     compile: o.Compile = False,
 ) -> None:
@@ -112,7 +112,7 @@ def train(
     cfg.validate()
     out = check_out_path(out if resume is None or out != Path("out.pt") else resume, ".pt")
 
-    dev, dt = runtime(device.value, dtype.value, kernels.value)
+    dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
     from findcli.pipeline import is_builtin
 
     if is_builtin(cfg.model):
