@@ -9,10 +9,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
-
-torch.set_num_threads(min(2, os.cpu_count() or 1))
-
 from findcli.testing import build_tiny_pipeline  # noqa: E402  (the recipe lives in the library for find bench --quick)
 
 
