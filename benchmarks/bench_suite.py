@@ -29,7 +29,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/suite")
     ap.add_argument("--json", default="benchmarks/suite_results.json")
     ap.add_argument("--markdown", default="benchmarks/suite_results.md")
-    ap.add_argument("--limit", type=int, default=0, help="only the first N prompts (0 = all)")
+    ap.add_argument("--start", type=int, default=0, help="skip the first N prompts (to split a suite over processes)")
+    ap.add_argument("--limit", type=int, default=0, help="at most N prompts (0 = all)")
+    ap.add_argument("--reward", default="clip", help="training reward (evaluation always reports the clip reward)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. iterations=30 lr=0.05")
     args = ap.parse_args()
@@ -46,7 +48,8 @@ def main() -> None:
     dev = resolve_device(args.device)
     pipe = load_pipeline(None, dev, resolve_dtype("auto", dev))
     reward = build_reward("clip", dev, reward_model="builtin")
-    suite = load_suite(args.suite)
+    train_reward = reward if args.reward == "clip" else build_reward(args.reward, dev, reward_model="builtin")
+    suite = load_suite(args.suite)[args.start:]
     if args.limit:
         suite = suite[: args.limit]
     overrides = {}
@@ -60,7 +63,8 @@ def main() -> None:
     for i, (category, prompt) in enumerate(suite):
         cfg = default(prompt=prompt, **overrides)
         t0 = time.perf_counter()
-        trainer = FindTrainer(cfg, pipe, reward, out / f"{slug(prompt)}.pt")
+        cfg.reward = args.reward
+        trainer = FindTrainer(cfg, pipe, train_reward, out / f"{slug(prompt)}.pt")
         trainer.run(write_outputs=False)
         t_train = time.perf_counter() - t0
         settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
@@ -72,12 +76,13 @@ def main() -> None:
         print(f"[{i + 1}/{len(suite)}] {category:<18} {prompt:<45} success {b['success_rate']:.2f} -> "
               f"{p['success_rate']:.2f}   reward {b['mean_reward']:.4f} -> {p['mean_reward']:.4f}   "
               f"train {t_train:.0f}s", flush=True)
-        result = {"suite": args.suite, "n": args.n, "eval_seed": args.eval_seed, "config": cfg.to_dict(),
+        result = {"suite": args.suite, "start": args.start, "train_reward": args.reward, "n": args.n, "eval_seed": args.eval_seed, "config": cfg.to_dict(),
                   "device": str(dev), "torch_threads": torch.get_num_threads(),
                   "wall_s": round(time.perf_counter() - t_start, 1), "results": records,
                   "summary": summarize(records)}
         atomic.write_text(args.json, json.dumps(result, indent=2))  # rewritten after every prompt
-    atomic.write_text(args.markdown, markdown(result))
+    if args.markdown:
+        atomic.write_text(args.markdown, markdown(result))
     print(markdown(result))
 
 
@@ -93,7 +98,7 @@ def markdown(result: dict) -> str:
                      f"{r['policy']['mean_reward']:.4f} |")
     lines += ["", "| category | prompts | baseline success | FIND success | baseline reward | FIND reward |",
               "|---|---|---|---|---|---|"]
-    for name, row in result["summary"].items():
+    for name, row in result["summary"].items():  # noqa: B007
         lines.append(f"| {name} | {row['prompts']} | {pct(row['baseline']['success_rate'])} | "
                      f"{pct(row['policy']['success_rate'])} | {row['baseline']['mean_reward']:.4f} | "
                      f"{row['policy']['mean_reward']:.4f} |")

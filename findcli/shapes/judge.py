@@ -370,3 +370,17 @@ def load_suite(path) -> list[tuple[str, str]]:
             raise FindError(f"{p}:{lineno}: {e}") from None
         out.append((category or spec.category(), prompt))
     return out
+
+
+def judge_reward(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """A rule-based reward in the `--reward module:function` form (GenEval-style, as RL papers use for
+    compositional prompts): 1 for a success plus the fraction of the prompt's constraints met, so that
+    partial progress is graded. Use it as `--reward findcli.shapes.judge:judge_reward`.
+
+    It is the same judge as `find eval` uses: a policy trained on it and evaluated by it is evaluated on
+    fresh noise, but not by an independent judge — report such numbers as such.
+    """
+    specs = [parse_prompt(p) for p in prompts]
+    success, per = judge_each(images, specs)
+    frac = torch.tensor([sum(bool(v) for v in r.values()) / max(len(r), 1) for r in per])
+    return (success.float() + frac).to(images.device)
