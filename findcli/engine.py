@@ -17,7 +17,6 @@ Iteration i draws its noise from seed·1_000_003 + i, so a resumed run repeats a
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from collections import deque
@@ -362,7 +361,3 @@ def summarize_config(cfg: TrainConfig) -> str:
             f"total images={cfg.batch * cfg.iterations}  replayed samples/update≤{cfg.batch * cfg.replay}  "
             f"policy steps/iteration={cfg.inner_epochs}")
 
-
-def nan_safe_mean(xs: list[float]) -> float:
-    xs = [x for x in xs if x is not None and math.isfinite(x)]
-    return sum(xs) / len(xs) if xs else float("nan")
