@@ -30,7 +30,7 @@ from findcli import atomic
 from findcli.config import TrainConfig
 from findcli.errors import FindError
 from findcli.pipeline import Rollout, SamplerSettings, latent_shape, text_features, warn
-from findcli.policy import GaussianPolicy, save_policy
+from findcli.policy import GaussianPolicy, prior_noise, save_policy
 from findcli.value import ValueNet, advantages
 
 SEED_STRIDE = 1_000_003
@@ -289,13 +289,9 @@ class FindTrainer:
     @torch.no_grad()
     def write_before_after(self, n: int = 4) -> str:
         """Same ε through N(0, I) and through the learned policy, with the reward of each image."""
-        from findcli.kernels import sample_policy
-
         seed = iteration_seed(self.cfg.seed, BEFORE_AFTER_OFFSET)
-        d = self.policy.dim
-        eps, _ = sample_policy(torch.zeros(d, device=self.device), torch.zeros(d, device=self.device), seed, n)
         z, _ = self.policy.sample(seed, n)
-        before = self.rollout(eps.view(n, *self.shape), seed)
+        before = self.rollout(prior_noise(self.shape, seed, n, self.device), seed)
         after = self.rollout(z, seed)
         prompts = [self.cfg.prompt] * n
         r_before = self.reward(before, prompts).float().cpu()

@@ -92,6 +92,25 @@ class GaussianPolicy(nn.Module):
         }
 
 
+@torch.no_grad()
+def prior_noise(latent_shape: tuple[int, ...], seed: int, k: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The ε (K, *latent_shape) behind `policy.sample(seed, k)`: a draw of N(0, I) with the same seed, so
+    the baseline image and the policy's image of column k share their noise (z = μ + σ ⊙ ε)."""
+    from findcli.kernels import sample_policy
+
+    d = math.prod(latent_shape)
+    zeros = torch.zeros(d, device=device)
+    eps, _ = sample_policy(zeros, zeros, int(seed), int(k))
+    return eps.view(k, *latent_shape)
+
+
+def check_latent_shape(policy: GaussianPolicy, shape: tuple[int, ...], model: object = None) -> None:
+    """One-line error when a policy was trained for another latent shape than the model's."""
+    if tuple(policy.latent_shape) != tuple(shape):
+        raise FindError(f"policy latent shape {list(policy.latent_shape)} does not match the model's latent shape "
+                        f"{list(shape)}; use the model the policy was trained for ({model!r})")
+
+
 # ----------------------------------------------------------------------------------------------------
 # Policy file: a torch.save'd dict of tensors and JSON-serialisable metadata, loadable with
 # torch.load(weights_only=True). Keys:
@@ -153,8 +172,7 @@ def load_policy(path: str | Path, expected_shape: tuple[int, ...] | None = None)
         raise FindError(f"policy file {str(path)!r} has malformed mu/log_sigma tensors; re-run `find train`")
     if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
         raise FindError(f"policy file {str(path)!r} holds non-finite parameters; re-train it")
-    shape = tuple(mu.shape)
-    if expected_shape is not None and tuple(expected_shape) != shape:
-        raise FindError(f"policy latent shape {list(shape)} does not match the model's latent shape "
-                        f"{list(expected_shape)}; use the model the policy was trained for ({meta.get('model')!r})")
-    return PolicyFile(GaussianPolicy(shape, mu, log_sigma), meta, blob.get("train_state"))
+    pf = PolicyFile(GaussianPolicy(tuple(mu.shape), mu, log_sigma), meta, blob.get("train_state"))
+    if expected_shape is not None:
+        check_latent_shape(pf.policy, expected_shape, meta.get("model"))
+    return pf

@@ -21,20 +21,17 @@ class Draw:
 def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
          baseline: bool, max_batch: int = 16) -> Draw:
     """One rollout per requested arm. ε is the noise `policy.sample(seed, n)` uses, so arms are paired."""
-    from findcli.kernels import sample_policy
     from findcli.pipeline import latent_shape
+    from findcli.policy import prior_noise
 
     rollout = Rollout(pipe, prompt, settings, max_batch)
-    shape = latent_shape(pipe, settings.height, settings.width)
-    d = int(torch.tensor(shape).prod())
     device = pipe.unet.device
     pz = bz = pi = bi = None
     if policy is not None:
         pz, _ = policy.to(device).sample(seed, n)
         pi = rollout(pz, seed)
     if baseline or policy is None:
-        eps, _ = sample_policy(torch.zeros(d, device=device), torch.zeros(d, device=device), seed, n)
-        bz = eps.view(n, *shape)
+        bz = prior_noise(latent_shape(pipe, settings.height, settings.width), seed, n, device)
         bi = rollout(bz, seed)
     return Draw(pi, bi, pz, bz)
 

@@ -156,3 +156,11 @@ def test_version_and_help_exit_zero():
     res = invoke("--version")
     assert res.exit_code == 0 and "findcli" in res.stdout
     assert invoke("train", "--help").exit_code == 0
+
+
+def test_eval_with_policy_whose_shape_does_not_match_the_model(tiny_pipeline_dir, tmp_path):
+    _policy_file(tmp_path / "p.pt", shape=(4, 16, 16), model=tiny_pipeline_dir)
+    res = invoke("eval", "--prompt", PROMPT, "--policy", tmp_path / "p.pt", "--n", 2, "--json", tmp_path / "e.json",
+                 "--reward", "tests_nonexistent_module_x:f", *CPU)
+    assert_one_line_error(res, "does not match the model's latent shape")
+    assert not (tmp_path / "e.json").exists()

@@ -19,13 +19,7 @@ from findcli.kernels import dispatch, policy_loss, set_backend  # noqa: E402
 from findcli.kernels.policy_loss import policy_loss_torch, policy_loss_triton  # noqa: E402
 from findcli.kernels.sample import sample_policy_triton  # noqa: E402
 
-if not dispatch.HAS_TRITON:
-    DEVICE, RUNNABLE, WHY = "cpu", False, "triton is not importable"
-elif dispatch._kernels_interpreted():
-    DEVICE, RUNNABLE, WHY = "cpu", True, ""
-else:
-    DEVICE, RUNNABLE, WHY = "cuda", torch.cuda.is_available(), "kernels compiled for GPU but no CUDA device"
-requires_triton = pytest.mark.skipif(not RUNNABLE, reason=WHY)
+from _kernel_target import DEVICE, RUNNABLE, WHY, requires_triton  # noqa: E402,F401
 
 CLIP = 0.2
 KL_WEIGHT = 0.3

@@ -96,3 +96,13 @@ def test_other_version_and_foreign_file_and_shape_mismatch(tmp_path):
         load_policy(tmp_path / "p.pt", expected_shape=(4, 8, 8))
     with pytest.raises(FindError, match="does not exist"):
         load_policy(tmp_path / "missing.pt")
+
+
+def test_prior_noise_is_the_eps_behind_a_policy_draw():
+    from findcli.policy import prior_noise
+
+    p = _policy()
+    z, _ = p.sample(seed=11, k=4)
+    eps = prior_noise(p.latent_shape, 11, 4)
+    torch.testing.assert_close(z, p.mu.detach().view(p.latent_shape) + p.log_sigma.detach().exp().view(p.latent_shape) * eps,
+                               rtol=1e-6, atol=1e-6)

@@ -86,6 +86,12 @@ def eval_(
             categories = {p: c for c, p in load_suite(prompts)}
     dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
     pipe, _ = load(model, dev, dt)
+    from findcli.pipeline import latent_shape
+    from findcli.policy import check_latent_shape
+
+    for pf in pfs.values():  # every policy must fit this model before any image is drawn
+        check_latent_shape(pf.policy, latent_shape(pipe, pf.meta.get("height"), pf.meta.get("width")),
+                           pf.meta.get("model"))
     reward_fn, _ = reward_for(reward or first_meta.get("reward") or "clip",
                               reward_model or first_meta.get("reward_model"), model, dev)
 

@@ -36,7 +36,7 @@ def sample(
     from findcli import atomic
     from findcli.commands.common import reward_for
     from findcli.pipeline import SamplerSettings, grid, latent_shape, to_pil
-    from findcli.policy import load_policy
+    from findcli.policy import check_latent_shape, load_policy
     from findcli.sampling import draw, paired_win_rate
 
     if not 1 <= n <= 100_000:
@@ -52,9 +52,7 @@ def sample(
     model = model or meta.get("model")
     pipe, _ = load(model, dev, dt, attention.value, compile)
     shape = latent_shape(pipe, meta.get("height"), meta.get("width"))
-    if tuple(pf.policy.latent_shape) != tuple(shape):
-        raise FindError(f"policy latent shape {list(pf.policy.latent_shape)} does not match the model's latent shape "
-                        f"{list(shape)}; use the model the policy was trained for ({meta.get('model')!r})")
+    check_latent_shape(pf.policy, shape, meta.get("model"))
     prompt = meta["prompt"]
     settings = SamplerSettings(steps or meta["steps"], meta["guidance"] if guidance is None else guidance,
                                meta["eta"], meta.get("height"), meta.get("width"))

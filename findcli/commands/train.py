@@ -74,8 +74,8 @@ def train(
     """Learn N(μ, σ²) over the initial latent so the frozen model follows PROMPT."""
     from findcli.config import PRESETS, TrainConfig
     from findcli.engine import FindTrainer, summarize_config
-    from findcli.pipeline import check_prompt, latent_shape
-    from findcli.policy import load_policy
+    from findcli.pipeline import check_prompt
+    from findcli.policy import check_latent_shape, load_policy
 
     overrides = {k: (v.value if isinstance(v, Enum) else v) for k, v in dict(
         iterations=iterations, batch=batch, lr=lr, steps=steps, guidance=guidance, eta=eta, baseline=baseline,
@@ -125,9 +125,7 @@ def train(
 
     trainer = FindTrainer(cfg, pipe, reward_fn, out)
     if resumed is not None:
-        if tuple(resumed.policy.latent_shape) != tuple(latent_shape(pipe, cfg.height, cfg.width)):
-            raise FindError(f"{str(resume)!r} was trained for latent shape {list(resumed.policy.latent_shape)}, "
-                            f"not this model's; pass --model {resumed.meta.get('model')!r}")
+        check_latent_shape(resumed.policy, trainer.shape, resumed.meta.get("model"))
         trainer.load_train_state(resumed.policy.to(dev), resumed.train_state)
     elif init is not None:
         start = load_policy(init, expected_shape=trainer.shape)
