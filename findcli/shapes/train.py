@@ -70,6 +70,15 @@ class TrainConfig:
     clip_steps: int = 6000
     clip_batch: int = 64  # scenes per step; texts per step = batch × (1 + clip_negatives)
     clip_negatives: int = 3  # hard negatives per scene (colour / shape / relation / count swaps)
+    clip_relation_share: float = 0.25  # fraction of each batch that is relation scenes (0.25 = uniform)
+    clip_structural: int = 0  # of the negatives, how many are structural first: relation/order or count swaps
+    clip_augment: float = 0.0  # probability of the generator-domain augmentation per image (see augment)
+    clip_hn_weight: float = 0.0  # weight of an extra loss: each image against only its own caption and its negatives
+    clip_init: str = ""  # start from these CLIP weights (safetensors) instead of a random init
+    clip_flip: float = 0.0  # probability of a mirrored scene with "left" and "right" swapped in all its captions
+    clip_pool: int = 0  # generator-domain pool: rendered scenes redrawn by the generator (img2img), see domain_pool
+    clip_pool_share: float = 0.5  # fraction of each batch drawn from that pool
+    clip_pool_strength: tuple = (0.4, 0.6)  # img2img strength range (fraction of the DDIM steps re-run)
     clip_lr: float = 1e-3
     clip_warmup: int = 200
     clip_eval_scenes: int = 1000  # held-out scenes for the accuracy measurement
@@ -87,6 +96,25 @@ def cpu_preset(cfg: TrainConfig) -> TrainConfig:
 
 
 PRESETS = {"default": lambda c: c, "cpu": cpu_preset}
+
+# The `clip-tune` stage: the `clip` stage's model, trained on where it fails. Relations hold most of the
+# errors (left vs right was at chance, with identical text embeddings: a bag-of-words CLIP), and the
+# generator's samples look unlike clean renders, so the reward could not rank them (AUC 0.54 against
+# the judge on generated relation prompts). See benchmarks/TRAINING_LOG.md.
+CLIP_TUNE = dict(
+    clip_steps=1500,
+    clip_batch=32,
+    clip_negatives=6,
+    clip_structural=4,
+    clip_relation_share=0.5,
+    clip_hn_weight=1.0,
+    clip_flip=0.5,
+    clip_augment=0.3,
+    clip_pool=4096,
+    clip_pool_share=0.5,
+    clip_lr=5e-4,
+    clip_warmup=50,
+)
 
 
 def log(stage: str, **kv) -> None:
@@ -349,22 +377,152 @@ def train_unet(cfg: TrainConfig) -> dict:
 # --- CLIP ---------------------------------------------------------------------------------------------
 
 
-def clip_batch(n: int, k: int, gen: torch.Generator, biased: bool = False):
-    """n unbiased scenes and, for each, its caption followed by k hard-negative captions.
+def _structural(spec, neg) -> bool:
+    """A negative that keeps the objects and changes only what is between them: the relation, the
+    subject/object order, or the count. These are what a weak CLIP confuses (colour and shape are easy)."""
+    return spec.kind == neg.kind and sorted(o.phrase() for o in spec.objects) == sorted(o.phrase() for o in neg.objects)
+
+
+def clip_specs(n: int, gen: torch.Generator, relation_share: float = 0.25, biased: bool = False):
+    """n unbiased specs of which round(n × relation_share) are relation scenes (0.25: the plain
+    uniform-over-templates draw)."""
+    from findcli.shapes.world import sample_specs
+
+    if relation_share == 0.25:
+        return sample_specs(n, gen, biased=biased)
+    want = round(n * relation_share)
+    rel, other = [], []
+    while len(rel) < want or len(other) < n - want:
+        for s in sample_specs(4 * n, gen, biased=biased):
+            (rel if s.kind == "relation" else other).append(s)
+    return rel[:want] + other[: n - want]
+
+
+def clip_batch(
+    n: int,
+    k: int,
+    gen: torch.Generator,
+    biased: bool = False,
+    relation_share: float = 0.25,
+    structural: int = 0,
+    pool: tuple | None = None,
+    pool_share: float = 0.0,
+    flip: float = 0.0,
+):
+    """n unbiased scenes and, for each, its caption followed by k hard-negative captions, of which up
+    to `structural` are relation/order/count swaps (the rest drawn uniformly from the other swaps).
 
     Returns images (n,3,64,64) in [0,1] and texts (n × (1+k) strings, scene-major).
     """
-    from findcli.shapes.world import hard_negatives, render, sample_specs
+    from findcli.shapes.world import hard_negatives, render
 
-    specs = sample_specs(n, gen, biased=biased)
+    specs = clip_specs(n, gen, relation_share, biased)
     imgs = render(specs, gen, size=M.IMAGE_SIZE, device="cpu")
+    if pool is not None and pool_share > 0:
+        # Replace the first round(n × share) scenes by pool scenes (generator-domain images).
+        pspecs, pimgs = pool
+        m = round(n * pool_share)
+        idx = torch.randint(0, len(pspecs), (m,), generator=gen).tolist()
+        specs = [pspecs[i] for i in idx] + specs[m:]
+        imgs = torch.cat([pimgs[idx].float() / 255, imgs[m:]])
     texts = []
     for s in specs:
-        negs = hard_negatives(s, gen, k)
+        if structural > 0:
+            every = hard_negatives(s, gen, 10_000)  # all distinct swaps, in random order
+            first = [x for x in every if _structural(s, x)][:structural]
+            negs = (first + [x for x in every if x not in first])[:k]
+        else:
+            negs = hard_negatives(s, gen, k)
         # A scene may have fewer than k distinct swaps; repeat the last to keep the batch rectangular.
         negs = (negs + negs[-1:] * k)[:k] if negs else [s] * k
         texts += [s.caption()] + [x.caption() for x in negs]
+    if flip > 0:
+        # Mirror a scene and swap left/right in its caption and negatives: the same layout seen both
+        # ways with the caption that differs in one word, which a position-blind model cannot fit.
+        fl = (torch.rand(n, generator=gen) < flip).tolist()
+        imgs = torch.where(torch.tensor(fl).view(-1, 1, 1, 1), imgs.flip(-1), imgs)
+        texts = [swap_left_right(t) if fl[i // (1 + k)] else t for i, t in enumerate(texts)]
     return imgs, texts
+
+
+def swap_left_right(caption: str) -> str:
+    """The caption of the mirrored scene."""
+    return caption.replace("to the left of", "\0").replace("to the right of", "to the left of").replace("\0", "to the right of")
+
+
+@torch.no_grad()
+def domain_pool(cfg: TrainConfig, gen: torch.Generator):
+    """`clip_pool` unbiased scenes (relation-heavy, as the batches) rendered, then redrawn by the built-in
+    generator with the stock img2img pipeline: encode, noise to a random strength in
+    `clip_pool_strength`, denoise with the scene's own caption at guidance 7.5 (the sampler's default).
+    Low strength keeps the layout, so the caption stays true (the judge agrees on ~90% of them; the pool
+    is NOT filtered by the judge, which must stay independent of the reward), while the look becomes
+    the generator's: blur, diagonal smear, guidance-saturated colours. Returns (specs, uint8 images)."""
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+
+    from findcli.shapes.world import render
+
+    t0 = time.perf_counter()
+    base = StableDiffusionPipeline.from_pretrained(cfg.out, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False)
+    i2i = StableDiffusionImg2ImgPipeline(**{**base.components, "scheduler": DDIMScheduler.from_config(base.scheduler.config)})
+    i2i.set_progress_bar_config(disable=True)
+    specs, imgs = [], []
+    chunk = 64
+    lo, hi = cfg.clip_pool_strength
+    for i in range(0, cfg.clip_pool, chunk):
+        sp = clip_specs(min(chunk, cfg.clip_pool - i), gen, relation_share=cfg.clip_relation_share)
+        x = render(sp, gen, size=M.IMAGE_SIZE, device="cpu")
+        strength = lo + (hi - lo) * torch.rand((), generator=gen).item()
+        seed = int(torch.randint(0, 2**31, (1,), generator=gen).item())
+        y = i2i([s.caption() for s in sp], image=x, strength=strength, guidance_scale=7.5, num_inference_steps=20,
+                output_type="pt", generator=torch.Generator().manual_seed(seed)).images
+        specs += sp
+        imgs.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
+    log("clip", pool=len(specs), pool_s=round(time.perf_counter() - t0))
+    return specs, torch.cat(imgs)
+
+
+@torch.no_grad()
+def augment(imgs: torch.Tensor, gen: torch.Generator, p: float, vae=None) -> torch.Tensor:
+    """Generator-domain augmentation for the reward CLIP, each image with probability p.
+
+    The built-in generator's samples are softer and warped compared with the renderer's (small UNet,
+    strong classifier-free guidance): objects come out smeared along a diagonal, edges blurred. A CLIP
+    trained on clean renders only sees those as off-distribution and ranks them poorly. So the selected
+    images get: a random affine warp (anisotropic scale 0.8-1.05, mostly shrinking so that nothing
+    leaves the frame; shear up to ±0.3; rotation ±8°; about the centre), a smooth random displacement field (±1.5 px), a round trip through the
+    generator's VAE with noise on the latent, and a Gaussian blur (σ ≤ 1 px). The caption stays the
+    scene's: none of these moves an object across another or changes a colour, so the meaning holds.
+    """
+    n = imgs.shape[0]
+    sel = torch.rand(n, generator=gen) < p
+    if p <= 0 or not sel.any():
+        return imgs
+    x = imgs[sel]
+    m = x.shape[0]
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(m, generator=gen)  # noqa: E731
+    sx, sy, sh, rot = u(0.8, 1.05), u(0.8, 1.05), u(-0.3, 0.3), u(-0.14, 0.14)
+    c, s_ = torch.cos(rot), torch.sin(rot)
+    # theta maps output coords to input coords (affine_grid convention).
+    a = torch.stack([torch.stack([c / sx, (-s_ + sh) / sx, torch.zeros(m)], -1), torch.stack([s_ / sy, c / sy, torch.zeros(m)], -1)], 1)
+    grid = F.affine_grid(a, list(x.shape), align_corners=False)
+    field = torch.randn(m, 2, 4, 4, generator=gen) * (1.5 * 2 / M.IMAGE_SIZE)
+    grid = grid + F.interpolate(field, size=x.shape[-2:], mode="bicubic", align_corners=False).permute(0, 2, 3, 1)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if vae is not None:
+        z = vae.encode(x * 2 - 1).latent_dist.sample(gen)
+        z = z + torch.randn(z.shape, generator=gen) * u(0.0, 0.3).view(-1, 1, 1, 1) * z.std()
+        x = (vae.decode(z).sample.clamp(-1, 1) + 1) / 2
+    sigma = u(0.0, 1.0)
+    r = torch.arange(-2, 3, dtype=x.dtype)
+    k1 = torch.exp(-(r.view(1, -1) ** 2) / (2 * sigma.clamp_min(1e-3).view(-1, 1) ** 2))
+    k1 = k1 / k1.sum(1, keepdim=True)  # (m, 5) per-image 1-D Gaussian
+    xs = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    xs = sum(k1[:, i].view(-1, 1, 1, 1) * xs[..., :, i : i + x.shape[-1]] for i in range(5))
+    xs = sum(k1[:, i].view(-1, 1, 1, 1) * xs[..., i : i + x.shape[-2], :] for i in range(5))
+    out = imgs.clone()
+    out[sel] = xs.clamp(0, 1)
+    return out
 
 
 def normalize(images: torch.Tensor, model) -> torch.Tensor:
@@ -382,6 +540,8 @@ def clip_accuracy(model, tokenizer, n: int, k: int, seed: int) -> dict:
     scene_acc: fraction of scenes whose true caption beats all k negatives.
     Negatives identical to the true caption (a swap that changes nothing) are not counted.
     """
+    from findcli.shapes.world import hard_negatives, render
+
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     wins, pairs, scene_wins = 0, 0, 0
@@ -396,7 +556,26 @@ def clip_accuracy(model, tokenizer, n: int, k: int, seed: int) -> dict:
         wins += (beat & valid).sum().item()
         pairs += valid.sum().item()
         scene_wins += (beat | ~valid).all(dim=1).sum().item()
-    return dict(pair_acc=wins / max(pairs, 1), scene_acc=scene_wins / n, pairs=pairs, scenes=n)
+    # Structural pairs: the true caption against every relation/order/count swap of it (left vs right,
+    # on vs above, subject/object order, two vs three), per template. The uniform draw above holds few
+    # of them, and they are what a bag-of-words CLIP cannot rank.
+    by_kind: dict[str, list[int]] = {}
+    for i in range(0, n, 100):
+        m = min(100, n - i)
+        specs = clip_specs(m, gen, relation_share=0.5)
+        imgs = render(specs, gen, size=M.IMAGE_SIZE, device="cpu")
+        fi = F.normalize(model.encode_image(normalize(imgs, model)), dim=-1)
+        for spec, f in zip(specs, fi):
+            negs = [x.caption() for x in hard_negatives(spec, gen, 10_000) if _structural(spec, x)]
+            if not negs:
+                continue
+            ft = F.normalize(model.encode_text(tokenizer([spec.caption()] + negs)), dim=-1)
+            s = ft @ f
+            w = by_kind.setdefault(spec.kind, [0, 0])
+            w[0] += int((s[1:] < s[0]).sum())
+            w[1] += len(negs)
+    structural = {f"structural_acc_{kind}": round(w / max(t, 1), 4) for kind, (w, t) in sorted(by_kind.items())}
+    return dict(pair_acc=wins / max(pairs, 1), scene_acc=scene_wins / n, pairs=pairs, scenes=n, **structural)
 
 
 def save_clip(model, out: Path) -> None:
@@ -414,7 +593,13 @@ def train_clip(cfg: TrainConfig) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed + 2)
     M.register_builtin_clip()
     model = open_clip.create_model(M.CLIP_NAME)
+    if cfg.clip_init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(cfg.clip_init).items()})
     tokenizer = open_clip.get_tokenizer(M.CLIP_NAME)
+    vae = load_vae(out) if cfg.clip_augment > 0 else None
+    pool = domain_pool(cfg, gen) if cfg.clip_pool > 0 else None
     model.train()
     decay, no_decay = [], []
     for n_, p in model.named_parameters():
@@ -430,7 +615,11 @@ def train_clip(cfg: TrainConfig) -> dict:
         lr = cfg.clip_lr * min(1.0, step / cfg.clip_warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for g in opt.param_groups:
             g["lr"] = lr
-        imgs, texts = clip_batch(cfg.clip_batch, k, gen)
+        imgs, texts = clip_batch(
+            cfg.clip_batch, k, gen, relation_share=cfg.clip_relation_share, structural=cfg.clip_structural,
+            pool=pool, pool_share=cfg.clip_pool_share, flip=cfg.clip_flip,
+        )
+        imgs = augment(imgs, gen, cfg.clip_augment, vae)
         n = cfg.clip_batch
         fi = F.normalize(model.encode_image(normalize(imgs, model)), dim=-1)  # (n, D)
         ft = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # (n(1+k), D), scene-major
@@ -439,13 +628,18 @@ def train_clip(cfg: TrainConfig) -> dict:
         pos = torch.arange(n) * (1 + k)  # column of each image's true caption
         loss_i = F.cross_entropy(logits, pos)
         loss_t = F.cross_entropy(logits[:, pos].T, torch.arange(n))  # true captions vs all images
-        loss = 0.5 * (loss_i + loss_t)
+        # Each image against only its own caption and its k hard negatives. In the batch-wide loss the
+        # n-1 other scenes' captions are easy (another colour or shape) and dominate the gradient; this
+        # term is all about what the negatives change (relation, order, count), the bag-of-words
+        # failure of small CLIPs (Yuksekgonul et al., ICLR 2023: NegCLIP).
+        hn = logits.view(n, n, 1 + k)[torch.arange(n), torch.arange(n)]  # (n, 1+k) own captions
+        loss_hn = F.cross_entropy(hn, torch.zeros(n, dtype=torch.long))
+        loss = 0.5 * (loss_i + loss_t) + cfg.clip_hn_weight * loss_hn
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         # Hard-negative accuracy on the training batch, logged beside the loss.
-        hn = logits.view(n, n, 1 + k)[torch.arange(n), torch.arange(n)]  # (n, 1+k) own captions
         hist.append((loss.item(), (hn[:, 1:] < hn[:, :1]).float().mean().item()))
         if step % cfg.log_every == 0:
             a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
@@ -468,7 +662,7 @@ def train_clip(cfg: TrainConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m findcli.shapes.train", description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["vae", "unet", "clip", "all"])
+    p.add_argument("stage", choices=["vae", "unet", "clip", "clip-tune", "all"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="steps of the chosen stage (all: of every stage)")
     p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget per stage (0 = none)")
@@ -482,16 +676,22 @@ def main(argv: list[str] | None = None) -> None:
     for kv in a.set:
         key, val = kv.split("=", 1)
         cfg = dataclasses.replace(cfg, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
-    if a.steps is not None:
+    if a.steps is not None and a.stage != "clip-tune":
         for st in (["vae", "unet", "clip"] if a.stage == "all" else [a.stage]):
             cfg = dataclasses.replace(cfg, **{f"{st}_steps": a.steps})
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations late in training must not fall to slow denormals
-    log("config", **{k: v for k, v in dataclasses.asdict(cfg).items()})
     results = {}
-    for st, fn in (("vae", train_vae), ("unet", train_unet), ("clip", train_clip)):
+    tune = dataclasses.replace(cfg, **CLIP_TUNE, clip_init=str(Path(cfg.out) / "clip" / "open_clip_model.safetensors"))
+    for kv in a.set:  # --set applies to the tuning stage too
+        key, val = kv.split("=", 1)
+        tune = dataclasses.replace(tune, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
+    if a.steps is not None and a.stage == "clip-tune":
+        tune = dataclasses.replace(tune, clip_steps=a.steps)
+    log("config", **dataclasses.asdict(tune if a.stage == "clip-tune" else cfg))
+    for st, fn, c in (("vae", train_vae, cfg), ("unet", train_unet, cfg), ("clip", train_clip, cfg), ("clip-tune", train_clip, tune)):
         if a.stage in (st, "all"):
-            results[st] = fn(cfg)
+            results[st] = fn(c)
     print(json.dumps(results, indent=2), flush=True)
 
 
