@@ -232,6 +232,10 @@ def resolve_clip_model(reward_model: str | None) -> tuple[str, str, dict]:
             )
         return arch, str(checkpoint), {}
     arch, colon, source = reward_model.partition(":")
+    from findcli.shapes import models as shapes_models
+
+    if arch == shapes_models.CLIP_NAME:  # the built-in architecture with other weights (e.g. retrained)
+        shapes_models.register_builtin_clip()
     if not colon or not source:
         if os.path.exists(reward_model) or os.sep in reward_model:
             raise FindError(

@@ -15,7 +15,13 @@ Stages (each reproducible from --seed; each writes its files atomically, at ever
         negatives in every batch: each image is scored against every caption of the batch plus the
         swapped captions of its own scene. Reports held-out accuracy at ranking the true caption
         above each of its hard negatives.                        -> <out>/clip/open_clip_model.safetensors
-- all:  vae, then unet, then clip.
+- clip-tune: continues from <out>/clip with what the first stage leaves weak (CLIP_TUNE below):
+        relation-heavy batches, relation/order/count swaps first among the negatives, an extra loss
+        over each image's own captions, mirrored scenes with left/right swapped, and half of each batch
+        from a generator-domain pool (renders redrawn by the built-in generator with img2img, so the
+        reward sees the generator's look), plus warp/VAE/blur augmentation. Needs the generator.
+                                                                -> <out>/clip/open_clip_model.safetensors
+- all:  vae, then unet, then clip, then clip-tune.
 
 `--minutes` bounds a stage's wall time (the stage stops early and still writes its final checkpoint);
 `--preset cpu` is the small schedule that produced the shipped weights on a 2-core CPU.
@@ -439,6 +445,8 @@ def clip_batch(
     if flip > 0:
         # Mirror a scene and swap left/right in its caption and negatives: the same layout seen both
         # ways with the caption that differs in one word, which a position-blind model cannot fit.
+        # (A mirrored cube shows its depth face on the side the renderer never draws; its caption still
+        # names a cube, which is what the CLIP should say of it. The generator never draws one.)
         fl = (torch.rand(n, generator=gen) < flip).tolist()
         imgs = torch.where(torch.tensor(fl).view(-1, 1, 1, 1), imgs.flip(-1), imgs)
         texts = [swap_left_right(t) if fl[i // (1 + k)] else t for i, t in enumerate(texts)]
@@ -490,13 +498,16 @@ def augment(imgs: torch.Tensor, gen: torch.Generator, p: float, vae=None) -> tor
     strong classifier-free guidance): objects come out smeared along a diagonal, edges blurred. A CLIP
     trained on clean renders only sees those as off-distribution and ranks them poorly. So the selected
     images get: a random affine warp (anisotropic scale 0.8-1.05, mostly shrinking so that nothing
-    leaves the frame; shear up to ±0.3; rotation ±8°; about the centre), a smooth random displacement field (±1.5 px), a round trip through the
-    generator's VAE with noise on the latent, and a Gaussian blur (σ ≤ 1 px). The caption stays the
-    scene's: none of these moves an object across another or changes a colour, so the meaning holds.
+    leaves the frame; shear up to ±0.3; rotation ±8°; about the centre), a smooth random displacement
+    field (±1.5 px), a round trip through the generator's VAE with noise on the latent, and a Gaussian
+    blur (σ ≤ 1 px). The caption stays the scene's: none of these moves an object across another or
+    changes a colour, so the meaning holds (tests/test_shapes_clip_training.py checks it with the judge).
     """
+    if p <= 0:
+        return imgs  # and draws nothing from gen, so runs without augmentation keep their random stream
     n = imgs.shape[0]
     sel = torch.rand(n, generator=gen) < p
-    if p <= 0 or not sel.any():
+    if not sel.any():
         return imgs
     x = imgs[sel]
     m = x.shape[0]
