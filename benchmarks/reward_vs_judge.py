@@ -1,24 +1,53 @@
 """Does the reward see what the judge checks? For each prompt, draw N(0, I) images from the built-in
-model and compare the mean built-in CLIP reward of images that pass vs fail each judge constraint.
+model and measure how well the CLIP score ranks the judge's successes above its failures (ROC AUC:
+0.5 = blind, 1 = perfect), overall and per judge constraint.
 
-    python benchmarks/reward_vs_judge.py "a red cube on a blue sphere" "four red cubes"
+    python benchmarks/reward_vs_judge.py --n 128 --seed 7 "a red cube on a blue sphere" "three purple spheres"
+    python benchmarks/reward_vs_judge.py --reward-model find-shapes-clip:/path/to/other.safetensors ...
+
+The TRAINING_LOG "Reward CLIP v2" table used --n 128 --seed 7 and the five prompts listed there.
 """
-import sys
+import argparse
 
 import torch
 
-
-from findcli.pipeline import load_pipeline, SamplerSettings
+from findcli.pipeline import SamplerSettings, load_pipeline
+from findcli.rewards import OpenClipScorer, resolve_clip_model
 from findcli.sampling import draw
-from findcli.rewards import build_reward
 from findcli.shapes.judge import judge
-pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
-reward = build_reward("clip", torch.device("cpu"), reward_model="builtin")
-for p in sys.argv[1:]:
-    d = draw(pipe, p, SamplerSettings(20, 7.5, 0.0), 5, 64, None, True, 32)
-    r = reward(d.baseline_images, [p]*64)
-    ok, per = judge(d.baseline_images, p)
-    print(p, "success", ok.float().mean().item(), "reward succ", r[ok].mean().item() if ok.any() else None, "fail", r[~ok].mean().item(), "r std", r.std().item())
-    for k, v in per.items():
-        if v.any() and (~v).any():
-            print("   ", k, "rate", round(v.float().mean().item(),2), "reward when true", round(r[v].mean().item(),3), "false", round(r[~v].mean().item(),3))
+from findcli.shapes.world import parse_prompt
+
+
+def auc(score: torch.Tensor, positive: torch.Tensor) -> float:
+    """P(score of a random positive > score of a random negative), ties counted one half."""
+    pos, neg = score[positive], score[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    d = pos[:, None] - neg[None, :]
+    return ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("prompts", nargs="+")
+    ap.add_argument("--n", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--guidance", type=float, default=7.5)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--reward-model", default="builtin")
+    a = ap.parse_args()
+    pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
+    scorer = OpenClipScorer(*resolve_clip_model(a.reward_model), torch.device("cpu"), torch.float32)
+    aucs = []
+    for p in a.prompts:
+        d = draw(pipe, p, SamplerSettings(a.steps, a.guidance, 0.0), a.seed, a.n, None, True, 32)
+        ok, per = judge(d.baseline_images, parse_prompt(p))
+        score = scorer.cosine(d.baseline_images, [p] * a.n)
+        aucs.append(auc(score, ok))
+        parts = "  ".join(f"{k} {v.float().mean():.2f}/{auc(score, v):.2f}" for k, v in per.items())
+        print(f"{p:45s} success {ok.float().mean():.2f}  AUC {aucs[-1]:.3f}   constraint rate/AUC: {parts}", flush=True)
+    print(f"mean AUC {sum(aucs) / len(aucs):.3f}")
+
+
+if __name__ == "__main__":
+    main()

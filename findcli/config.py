@@ -32,7 +32,7 @@ class TrainConfig:
     reward_model: str | None = None  # open_clip ARCH:TAG or ARCH:/ckpt for `clip`; None = built-in CLIP or ViT-L-14:openai
     reward_weight: float = 1.0  # multiplies the advantage (the official code uses 10)
     # --- FIND update
-    iterations: int = 40  # sample+update rounds
+    iterations: int = 100  # sample+update rounds (800 images at batch 8; 40 was too few for a reward as weak as the built-in CLIP on relations, see benchmarks/RESULTS.md §2)
     batch: int = 8  # K: latents drawn per iteration (one batched pipeline call)
     lr: float = 0.05  # Adam learning rate on μ and log σ (per-element steps are ≈ lr, Adam being scale-free)
     baseline: str = "value"  # advantage baseline: value (learned reward calibration), group (batch mean/std), none

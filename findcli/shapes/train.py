@@ -13,15 +13,15 @@ Stages (each reproducible from --seed; each writes its files atomically, at ever
         checkpoint writes a complete StableDiffusionPipeline directory (fp16 safetensors).
 - clip: an open_clip CLIP (config `find-shapes-clip.json`), contrastive on UNBIASED scenes with hard
         negatives in every batch: each image is scored against every caption of the batch plus the
-        swapped captions of its own scene. Reports held-out accuracy at ranking the true caption
-        above each of its hard negatives.                        -> <out>/clip/open_clip_model.safetensors
-- clip-tune: continues from <out>/clip with what the first stage leaves weak (CLIP_TUNE below):
-        relation-heavy batches, relation/order/count swaps first among the negatives, an extra loss
-        over each image's own captions, mirrored scenes with left/right swapped, and half of each batch
-        from a generator-domain pool (renders redrawn by the built-in generator with img2img, so the
-        reward sees the generator's look), plus warp/VAE/blur augmentation. Needs the generator.
-                                                                -> <out>/clip/open_clip_model.safetensors
-- all:  vae, then unet, then clip, then clip-tune.
+        swapped captions of its own scene. What a small CLIP gets wrong is relations (it turns into a
+        bag of words: "left of" and "right of" end up with the same text embedding) and the look of the
+        generator's samples, so the batches are relation-heavy, relation/order/count swaps come first
+        among the negatives, an extra loss ranks each image's own captions, mirrored scenes swap
+        left/right, and half of each batch comes from a generator-domain pool (renders redrawn by the
+        built-in generator with img2img), plus warp/VAE/blur augmentation. Needs the generator (vae,
+        unet) first. Reports held-out accuracy at ranking the true caption above each hard negative,
+        and per template against every structural swap.       -> <out>/clip/open_clip_model.safetensors
+- all:  vae, then unet, then clip.
 
 `--minutes` bounds a stage's wall time (the stage stops early and still writes its final checkpoint);
 `--preset cpu` is the small schedule that produced the shipped weights on a 2-core CPU.
@@ -75,14 +75,14 @@ class TrainConfig:
     # CLIP
     clip_steps: int = 6000
     clip_batch: int = 64  # scenes per step; texts per step = batch × (1 + clip_negatives)
-    clip_negatives: int = 3  # hard negatives per scene (colour / shape / relation / count swaps)
-    clip_relation_share: float = 0.25  # fraction of each batch that is relation scenes (0.25 = uniform)
-    clip_structural: int = 0  # of the negatives, how many are structural first: relation/order or count swaps
-    clip_augment: float = 0.0  # probability of the generator-domain augmentation per image (see augment)
-    clip_hn_weight: float = 0.0  # weight of an extra loss: each image against only its own caption and its negatives
+    clip_negatives: int = 6  # hard negatives per scene (colour / shape / relation / count swaps)
+    clip_relation_share: float = 0.5  # fraction of each batch that is relation scenes (0.25 = uniform over templates)
+    clip_structural: int = 4  # of the negatives, how many are structural first: relation/order or count swaps
+    clip_augment: float = 0.3  # probability of the generator-domain augmentation per image (see augment)
+    clip_hn_weight: float = 1.0  # weight of an extra loss: each image against only its own caption and its negatives
     clip_init: str = ""  # start from these CLIP weights (safetensors) instead of a random init
-    clip_flip: float = 0.0  # probability of a mirrored scene with "left" and "right" swapped in all its captions
-    clip_pool: int = 0  # generator-domain pool: rendered scenes redrawn by the generator (img2img), see domain_pool
+    clip_flip: float = 0.5  # probability of a mirrored scene with "left" and "right" swapped in all its captions
+    clip_pool: int = 4096  # generator-domain pool: rendered scenes redrawn by the generator (img2img), see domain_pool
     clip_pool_share: float = 0.5  # fraction of each batch drawn from that pool
     clip_pool_strength: tuple = (0.4, 0.6)  # img2img strength range (fraction of the DDIM steps re-run)
     clip_lr: float = 1e-3
@@ -97,30 +97,12 @@ class TrainConfig:
 def cpu_preset(cfg: TrainConfig) -> TrainConfig:
     """The schedule that produced the shipped weights on a shared 2-core CPU (no GPU)."""
     return dataclasses.replace(
-        cfg, vae_steps=800, vae_batch=16, unet_steps=5000, unet_lr=8e-4, pool_size=8192, clip_steps=3000, clip_batch=32, ckpt_every=250
+        cfg, vae_steps=800, vae_batch=16, unet_steps=5000, unet_lr=8e-4, pool_size=8192, clip_steps=3500, clip_batch=32, ckpt_every=250
     )
 
 
 PRESETS = {"default": lambda c: c, "cpu": cpu_preset}
 
-# The `clip-tune` stage: the `clip` stage's model, trained on where it fails. Relations hold most of the
-# errors (left vs right was at chance, with identical text embeddings: a bag-of-words CLIP), and the
-# generator's samples look unlike clean renders, so the reward could not rank them (AUC 0.54 against
-# the judge on generated relation prompts). See benchmarks/TRAINING_LOG.md.
-CLIP_TUNE = dict(
-    clip_steps=1500,
-    clip_batch=32,
-    clip_negatives=6,
-    clip_structural=4,
-    clip_relation_share=0.5,
-    clip_hn_weight=1.0,
-    clip_flip=0.5,
-    clip_augment=0.3,
-    clip_pool=4096,
-    clip_pool_share=0.5,
-    clip_lr=5e-4,
-    clip_warmup=50,
-)
 
 
 def log(stage: str, **kv) -> None:
@@ -673,7 +655,7 @@ def train_clip(cfg: TrainConfig) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m findcli.shapes.train", description=__doc__.split("\n")[0])
-    p.add_argument("stage", choices=["vae", "unet", "clip", "clip-tune", "all"])
+    p.add_argument("stage", choices=["vae", "unet", "clip", "all"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="steps of the chosen stage (all: of every stage)")
     p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget per stage (0 = none)")
@@ -687,22 +669,16 @@ def main(argv: list[str] | None = None) -> None:
     for kv in a.set:
         key, val = kv.split("=", 1)
         cfg = dataclasses.replace(cfg, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
-    if a.steps is not None and a.stage != "clip-tune":
+    if a.steps is not None:
         for st in (["vae", "unet", "clip"] if a.stage == "all" else [a.stage]):
             cfg = dataclasses.replace(cfg, **{f"{st}_steps": a.steps})
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny activations late in training must not fall to slow denormals
     results = {}
-    tune = dataclasses.replace(cfg, **CLIP_TUNE, clip_init=str(Path(cfg.out) / "clip" / "open_clip_model.safetensors"))
-    for kv in a.set:  # --set applies to the tuning stage too
-        key, val = kv.split("=", 1)
-        tune = dataclasses.replace(tune, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
-    if a.steps is not None and a.stage == "clip-tune":
-        tune = dataclasses.replace(tune, clip_steps=a.steps)
-    log("config", **dataclasses.asdict(tune if a.stage == "clip-tune" else cfg))
-    for st, fn, c in (("vae", train_vae, cfg), ("unet", train_unet, cfg), ("clip", train_clip, cfg), ("clip-tune", train_clip, tune)):
+    log("config", **dataclasses.asdict(cfg))
+    for st, fn in (("vae", train_vae), ("unet", train_unet), ("clip", train_clip)):
         if a.stage in (st, "all"):
-            results[st] = fn(c)
+            results[st] = fn(cfg)
     print(json.dumps(results, indent=2), flush=True)
 
 
