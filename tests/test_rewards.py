@@ -210,6 +210,7 @@ def test_builtin_reward_model_resolves_through_shapes_module(tiny_clip, monkeypa
     fake = types.ModuleType("findcli.shapes.models")
     fake.register_builtin_clip = lambda: registered.append(True)
     fake.builtin_clip_spec = lambda: (arch, ckpt)
+    fake.CLIP_NAME = "find-shapes-clip"
     monkeypatch.setitem(sys.modules, "findcli.shapes.models", fake)
     monkeypatch.setattr(findcli.shapes, "models", fake, raising=False)
     images = _mid_range_images(3, 48, 48)
@@ -217,6 +218,21 @@ def test_builtin_reward_model_resolves_through_shapes_module(tiny_clip, monkeypa
     explicit = build_reward("clip", "cpu", reward_model=tiny_clip)(images, PROMPTS[:3])
     assert registered == [True]
     torch.testing.assert_close(builtin, explicit, atol=0, rtol=0)
+
+
+def test_builtin_architecture_with_other_weights_registers_itself(tmp_path, monkeypatch):
+    """`--reward-model find-shapes-clip:/path` (e.g. a retrained reward CLIP) works in a process where
+    nothing has registered the built-in config yet."""
+    from open_clip import factory
+
+    from findcli.rewards import resolve_clip_model
+    from findcli.shapes import models as shapes_models
+
+    monkeypatch.delitem(factory._MODEL_CONFIGS, shapes_models.CLIP_NAME, raising=False)
+    ckpt = tmp_path / "other.safetensors"
+    ckpt.write_bytes(b"x")
+    assert resolve_clip_model(f"{shapes_models.CLIP_NAME}:{ckpt}") == (shapes_models.CLIP_NAME, str(ckpt), {})
+    assert shapes_models.CLIP_NAME in open_clip.list_models()
 
 
 def test_builtin_shapes_clip_config_goes_through_the_open_clip_path(tmp_path, monkeypatch):
