@@ -131,3 +131,27 @@ def test_builtin_clip_loads_via_open_clip_and_ranks_true_captions_above_hard_neg
     # bag-of-words model (relation at ~50%) fails.
     assert acc["structural_acc_count"] >= 0.9, acc
     assert acc["structural_acc_relation"] >= 0.58, acc
+
+
+@needs_pipeline
+@needs_clip
+def test_builtin_clip_sees_the_example_relation_on_the_generators_own_images():
+    """Oracle: the programmatic judge. On 128 N(0, I) samples of the example prompt (DDIM 20, CFG 7.5,
+    seed 7), the CLIP score must rank the judge's successes above its failures: AUC 0.747 for the
+    shipped v2 weights (benchmarks/reward_vs_judge.py), 0.59 for v1, with which FIND failed. The floor
+    0.65 catches a return to a CLIP that cannot see "on"."""
+    from findcli.pipeline import SamplerSettings, load_pipeline
+    from findcli.rewards import OpenClipScorer, resolve_clip_model
+    from findcli.sampling import draw
+    from findcli.shapes.judge import judge
+    from findcli.shapes.world import parse_prompt
+
+    prompt = "a red cube on a blue sphere"
+    pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
+    images = draw(pipe, prompt, SamplerSettings(20, 7.5, 0.0), 7, 128, None, True, 32).baseline_images
+    ok, _ = judge(images, parse_prompt(prompt))
+    assert 8 <= int(ok.sum()) <= 64  # enough of each class for the AUC to mean something
+    score = OpenClipScorer(*resolve_clip_model("builtin"), torch.device("cpu"), torch.float32).cosine(images, [prompt] * 128)
+    d = score[ok][:, None] - score[~ok][None, :]
+    auc = ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()
+    assert auc >= 0.65, auc
