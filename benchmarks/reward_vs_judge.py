@@ -11,20 +11,12 @@ import argparse
 
 import torch
 
+from findcli.evaluation import rank_auc as auc
 from findcli.pipeline import SamplerSettings, load_pipeline
 from findcli.rewards import OpenClipScorer, resolve_clip_model
 from findcli.sampling import draw
 from findcli.shapes.judge import judge
 from findcli.shapes.world import parse_prompt
-
-
-def auc(score: torch.Tensor, positive: torch.Tensor) -> float:
-    """P(score of a random positive > score of a random negative), ties counted one half."""
-    pos, neg = score[positive], score[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    d = pos[:, None] - neg[None, :]
-    return ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()
 
 
 def main() -> None:

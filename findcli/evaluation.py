@@ -73,3 +73,15 @@ def summarize(records: list[dict]) -> dict:
                         "mean_reward": sum(a["mean_reward"] for a in arms) / len(arms)}
         out[name] = row
     return out
+
+
+def rank_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
+    """ROC AUC of `score` for the boolean labels `positive`: P(a random positive scores above a random
+    negative), ties counted one half (0.5 = the score is blind to the label, 1 = it separates them).
+    NaN when either class is empty. Used to ask whether a reward sees what the judge checks."""
+    score, positive = score.float().flatten(), positive.bool().flatten()
+    pos, neg = score[positive], score[~positive]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    d = pos[:, None] - neg[None, :]
+    return ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()

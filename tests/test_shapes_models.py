@@ -140,6 +140,7 @@ def test_builtin_clip_sees_the_example_relation_on_the_generators_own_images():
     seed 7), the CLIP score must rank the judge's successes above its failures: AUC 0.747 for the
     shipped v2 weights (benchmarks/reward_vs_judge.py), 0.59 for v1, with which FIND failed. The floor
     0.65 catches a return to a CLIP that cannot see "on"."""
+    from findcli.evaluation import rank_auc
     from findcli.pipeline import SamplerSettings, load_pipeline
     from findcli.rewards import OpenClipScorer, resolve_clip_model
     from findcli.sampling import draw
@@ -152,6 +153,5 @@ def test_builtin_clip_sees_the_example_relation_on_the_generators_own_images():
     ok, _ = judge(images, parse_prompt(prompt))
     assert 8 <= int(ok.sum()) <= 64  # enough of each class for the AUC to mean something
     score = OpenClipScorer(*resolve_clip_model("builtin"), torch.device("cpu"), torch.float32).cosine(images, [prompt] * 128)
-    d = score[ok][:, None] - score[~ok][None, :]
-    auc = ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()
+    auc = rank_auc(score, ok)
     assert auc >= 0.65, auc

@@ -448,13 +448,14 @@ def domain_pool(cfg: TrainConfig, gen: torch.Generator):
     Low strength keeps the layout, so the caption stays true (the judge agrees on ~90% of them; the pool
     is NOT filtered by the judge, which must stay independent of the reward), while the look becomes
     the generator's: blur, diagonal smear, guidance-saturated colours. Returns (specs, uint8 images)."""
-    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
+    from diffusers import StableDiffusionImg2ImgPipeline
 
+    from findcli.pipeline import load_pipeline
     from findcli.shapes.world import render
 
     t0 = time.perf_counter()
-    base = StableDiffusionPipeline.from_pretrained(cfg.out, torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False)
-    i2i = StableDiffusionImg2ImgPipeline(**{**base.components, "scheduler": DDIMScheduler.from_config(base.scheduler.config)})
+    # The sampler FIND uses (DDIM, quiet, no safety checker), with the img2img entry point.
+    i2i = StableDiffusionImg2ImgPipeline(**load_pipeline(cfg.out, torch.device("cpu"), torch.float32).components)
     i2i.set_progress_bar_config(disable=True)
     specs, imgs = [], []
     chunk = 64
