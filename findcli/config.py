@@ -39,7 +39,7 @@ class TrainConfig:
     value_lr: float = 1e-3  # AdamW learning rate of the value net
     value_hidden: int = 256  # value net width (official: 256, 3 hidden layers)
     replay: int = 4  # M: how many recent batches are reused in the clipped surrogate
-    inner_epochs: int = 4  # passes over the replay buffer per iteration (4 measured best on the example: +66 points mean of 7 runs vs +48 with 2; 8 overshoots; RESULTS.md §2)
+    inner_epochs: int = 4  # passes over the replay buffer per iteration (4 measured best on the example: worst of 9 runs +41 points vs +14 with 2, mean +64 vs +52; 8 overshoots; RESULTS.md §2)
     clip: float = 0.2  # ε of the ratio clip [1-ε, 1+ε]; ratios are per-dimension-mean log-prob ratios
     clip_ref: str = "behaviour"  # ratio against the policy that drew each sample (PPO) or `initial` (official N(0,I))
     kl_weight: float = 0.01  # weight of the KL pull toward N(0, I)
