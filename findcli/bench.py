@@ -51,6 +51,7 @@ from typing import Callable
 
 import torch
 
+from findcli.config import TrainConfig
 from findcli.errors import FindError
 
 SECTIONS = ("kernels", "denoiser", "end_to_end", "steps_sweep")
@@ -103,7 +104,7 @@ FULL = Plan(
     row_budget_s=8.0,
     e2e_models=("builtin", "sd15"), e2e_overrides={"default": {}, "paper": {}}, e2e_warmup=1, e2e_iterations=3,
     sweep_models=("builtin", "sd15"), sweep_steps=(10, 20, 50), sweep_batch=8,
-    find_iterations=100, find_batch=8, eval_n=128, compile=True,  # the find train default
+    find_iterations=TrainConfig.iterations, find_batch=TrainConfig.batch, eval_n=128, compile=True,  # find train's defaults
 )
 
 QUICK = Plan(
