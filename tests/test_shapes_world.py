@@ -291,3 +291,25 @@ def test_render_batch_of_every_kind_and_relation():
     img = render(specs, gen(0))
     assert img.shape[0] == len(specs)
     assert render([], gen(0)).shape == (0, 3, 64, 64)
+
+
+def test_render_equals_render_with_layout_and_the_layout_is_the_drawn_one():
+    g = torch.Generator().manual_seed(11)
+    specs = sample_specs(200, g, biased=False)
+    a = render(specs, torch.Generator().manual_seed(4))
+    b, lay = world.render_with_layout(specs, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b)  # same draws, same pixels: shipped weights stay reproducible
+    k = {"single": 1, "relation": 2, "and": 2}
+    assert lay.used.sum(1).tolist() == [k.get(s.kind, s.count) for s in specs]
+    for s, cid, sid, used in zip(specs, lay.colour_ids, lay.shape_ids, lay.used):
+        drawn = sorted((COLOURS[c], SHAPES[h]) for c, h, u in zip(cid.tolist(), sid.tolist(), used.tolist()) if u)
+        named = sorted((o.colour, o.shape) for o in (s.objects * s.count if s.kind == "count" else s.objects))
+        assert drawn == named
+    box = lay.boxes[lay.used]
+    assert (box[:, 0] >= 0).all() and (box[:, 0] + box[:, 2] <= 64).all()
+    # every box holds non-background pixels at its centre (sphere and cube fill it; a pyramid's centre too)
+    n, slot = lay.used.nonzero(as_tuple=True)
+    cx = (lay.boxes[n, slot, 0] + lay.boxes[n, slot, 2] / 2).long()
+    cy = (lay.boxes[n, slot, 1] + lay.boxes[n, slot, 3] / 2).long()
+    bg = torch.tensor(world.BACKGROUND)
+    assert ((b[n, :, cy, cx] - bg).abs().sum(1) > 0.1).float().mean() > 0.97

@@ -448,29 +448,40 @@ def domain_pool(cfg: TrainConfig, gen: torch.Generator):
     Low strength keeps the layout, so the caption stays true (the judge agrees on ~90% of them; the pool
     is NOT filtered by the judge, which must stay independent of the reward), while the look becomes
     the generator's: blur, diagonal smear, guidance-saturated colours. Returns (specs, uint8 images)."""
+    specs, imgs, _ = img2img_pool(cfg.out, cfg.clip_pool, gen, cfg.clip_relation_share, cfg.clip_pool_strength)
+    return specs, imgs
+
+
+@torch.no_grad()
+def img2img_pool(model_dir, n: int, gen: torch.Generator, relation_share: float, strength: tuple, stage: str = "clip"):
+    """The generator-domain pool behind `domain_pool`: n scenes from `clip_specs`, rendered, redrawn by
+    the generator in `model_dir` with img2img (strength uniform in `strength` per chunk of 64).
+    Returns (specs, uint8 images (n, 3, 64, 64), the SOURCE renders' `world.Layout`), the layout on the CPU."""
     from diffusers import StableDiffusionImg2ImgPipeline
 
     from findcli.pipeline import load_pipeline
-    from findcli.shapes.world import render
+    from findcli.shapes.world import Layout, render_with_layout
 
     t0 = time.perf_counter()
     # The sampler FIND uses (DDIM, quiet, no safety checker), with the img2img entry point.
-    i2i = StableDiffusionImg2ImgPipeline(**load_pipeline(cfg.out, torch.device("cpu"), torch.float32).components)
+    i2i = StableDiffusionImg2ImgPipeline(**load_pipeline(model_dir, torch.device("cpu"), torch.float32).components)
     i2i.set_progress_bar_config(disable=True)
-    specs, imgs = [], []
+    specs, imgs, layouts = [], [], []
     chunk = 64
-    lo, hi = cfg.clip_pool_strength
-    for i in range(0, cfg.clip_pool, chunk):
-        sp = clip_specs(min(chunk, cfg.clip_pool - i), gen, relation_share=cfg.clip_relation_share)
-        x = render(sp, gen, size=M.IMAGE_SIZE, device="cpu")
-        strength = lo + (hi - lo) * torch.rand((), generator=gen).item()
+    lo, hi = strength
+    for i in range(0, n, chunk):
+        sp = clip_specs(min(chunk, n - i), gen, relation_share=relation_share)
+        x, lay = render_with_layout(sp, gen, size=M.IMAGE_SIZE, device="cpu")
+        s = lo + (hi - lo) * torch.rand((), generator=gen).item()
         seed = int(torch.randint(0, 2**31, (1,), generator=gen).item())
-        y = i2i([s.caption() for s in sp], image=x, strength=strength, guidance_scale=7.5, num_inference_steps=20,
+        y = i2i([q.caption() for q in sp], image=x, strength=s, guidance_scale=7.5, num_inference_steps=20,
                 output_type="pt", generator=torch.Generator().manual_seed(seed)).images
         specs += sp
         imgs.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
-    log("clip", pool=len(specs), pool_s=round(time.perf_counter() - t0))
-    return specs, torch.cat(imgs)
+        layouts.append(lay)
+    log(stage, pool=len(specs), pool_s=round(time.perf_counter() - t0))
+    layout = Layout(*(torch.cat([getattr(l, f) for l in layouts]) for f in ("boxes", "shape_ids", "colour_ids", "used")))
+    return specs, torch.cat(imgs), layout
 
 
 @torch.no_grad()

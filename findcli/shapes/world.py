@@ -559,16 +559,35 @@ def _draw_pyramid(xr, yr, w, h):
 _DRAW = {"cube": _draw_cube, "sphere": _draw_sphere, "pyramid": _draw_pyramid}
 
 
+@dataclass
+class Layout:
+    """The renderer's ground truth for a batch of scenes, slots in drawing order (later slots are drawn
+    over earlier ones). Boxes are (x0, y0, w, h) in canvas units (pixels of a 64x64 image)."""
+
+    boxes: torch.Tensor  # (N, 4, 4) float
+    shape_ids: torch.Tensor  # (N, 4) long, indices into SHAPES
+    colour_ids: torch.Tensor  # (N, 4) long, indices into COLOURS
+    used: torch.Tensor  # (N, 4) bool, which of the 4 slots hold an object
+
+
 def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device="cpu") -> torch.Tensor:
     """Render one random scene per spec: (N, 3, size, size) float32 in [0, 1].
 
     Layout (positions, sizes), per-object brightness (x0.9-1.05) and a small per-channel colour
     jitter (+-0.03) are drawn from `generator` (on its device); pixels are computed on `device`.
+    Same draws and pixels as `render_with_layout(...)[0]`.
     """
+    return render_with_layout(specs, generator, size, device)[0]
+
+
+def render_with_layout(specs: list[Spec], generator: torch.Generator, size: int = 64, device="cpu") -> tuple[torch.Tensor, Layout]:
+    """`render`, also returning the scenes' ground-truth `Layout` (on `device`)."""
     n = len(specs)
     device = torch.device(device)
     if n == 0:
-        return torch.zeros(0, 3, size, size, device=device)
+        z = torch.zeros(0, 4, device=device)
+        empty = Layout(torch.zeros(0, 4, 4, device=device), z.long(), z.long(), z.bool())
+        return torch.zeros(0, 3, size, size, device=device), empty
     g = generator
     boxes, shape_ids, colour_ids, used = _layout(specs, g)
     bright = _uniform(g, (n, 4), 0.9, 1.05)
@@ -609,4 +628,4 @@ def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device
             img[sel] = sub.scatter_(2, flat, new)
     img = img.view(n, 3, hs, hs)
     img = torch.nn.functional.avg_pool2d(img, _SUPERSAMPLE)
-    return img.clamp(0, 1).float()
+    return img.clamp(0, 1).float(), Layout(boxes, shape_ids, colour_ids, used)
