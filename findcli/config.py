@@ -20,7 +20,7 @@ class TrainConfig:
     # --- what to learn
     prompt: str = ""  # the text the frozen model should follow
     model: str | None = None  # diffusers pipeline folder or hub id; None = the built-in shapes model
-    seed: int = 0  # seeds ε for every iteration (iteration i uses seed·1_000_003 + i) and the value-net init
+    seed: int = 0  # seeds ε for every iteration (findcli.seeds namespace "train", index = iteration) and the value-net init
     # --- sampler (frozen)
     steps: int = 20  # DDIM denoising steps per image
     guidance: float = 7.5  # classifier-free guidance scale
@@ -30,12 +30,16 @@ class TrainConfig:
     # --- reward
     reward: str = "clip"  # reward spec: "clip", "pickscore", "module:function", or "a=1,b=0.5" combinations
     reward_model: str | None = None  # open_clip ARCH:TAG or ARCH:/ckpt for `clip`; None = built-in CLIP or ViT-L-14:openai
-    reward_weight: float = 1.0  # multiplies the advantage (the official code uses 10)
+    reward_weight: float = 1.0  # multiplies the advantage (the official code uses 10, on raw rewards)
+    check_reward: str | None = None  # a second reward scored on every batch and logged, never in the gradient
+    check_reward_model: str | None = None  # --reward-model of the check reward (None: as for the main reward)
     # --- FIND update
     iterations: int = 100  # sample+update rounds (800 images at batch 8; 40 was too few for a reward as weak as the built-in CLIP on relations, see benchmarks/RESULTS.md §2)
     batch: int = 8  # K: latents drawn per iteration (one batched pipeline call)
     lr: float = 0.05  # Adam learning rate on μ and log σ (per-element steps are ≈ lr, Adam being scale-free)
     baseline: str = "value"  # advantage baseline: value (learned reward calibration), group (batch mean/std), none
+    adv_norm: str = "running"  # running: value net in first-batch units, A divided by the running reward std (invariant to r -> a·r + b); none: raw r - V (official)
+    norm_window: int = 64  # rewards in the running std of adv_norm=running (8 batches of 8)
     value_lr: float = 1e-3  # AdamW learning rate of the value net
     value_hidden: int = 256  # value net width (official: 256, 3 hidden layers)
     replay: int = 4  # M: how many recent batches are reused in the clipped surrogate
@@ -44,7 +48,12 @@ class TrainConfig:
     clip_ref: str = "behaviour"  # ratio against the policy that drew each sample (PPO) or `initial` (official N(0,I))
     kl_weight: float = 0.01  # weight of the KL pull toward N(0, I)
     kl: str = "exact"  # exact: closed-form KL per dimension; l2: official proxy mean(μ² + (σ-1)²)
-    max_grad_norm: float = 1.0  # gradient-norm clip on (μ, log σ); 0 disables
+    max_grad_norm: float = 1.0  # d_invariant: bound on the per-element RMS of the gradient of (μ, log σ); else on its norm; 0 disables
+    d_invariant: bool = True  # multiply the loss by D so each element's gradient is ≈ |A|/√K at any latent size (Adam's eps stays negligible); False: official per-dimension mean
+    # --- guards against reward hacking
+    keep: str = "last"  # which policy --out holds at the end: last, or best on a fixed validation draw (check reward, else main reward)
+    validate_every: int = 10  # --keep best: score the policy on the validation draw every N iterations (and at the end)
+    validate_n: int = 16  # --keep best: images in the validation draw (its own noise namespace)
     # --- engineering
     max_batch: int = 16  # images per pipeline call (memory bound); CFG doubles the UNet rows
     checkpoint_every: int = 10  # save the policy (with train state) every N iterations
@@ -70,6 +79,15 @@ class TrainConfig:
             (self.baseline in ("value", "group", "none"), f"--baseline must be value, group or none (got {self.baseline})"),
             (self.clip_ref in ("behaviour", "initial"), f"--clip-ref must be behaviour or initial (got {self.clip_ref})"),
             (self.kl in ("exact", "l2"), f"--kl must be exact or l2 (got {self.kl})"),
+            (self.adv_norm in ("running", "none"), f"--adv-norm must be running or none (got {self.adv_norm})"),
+            (self.norm_window >= 2, f"--norm-window must be at least 2 (got {self.norm_window})"),
+            (self.keep in ("last", "best"), f"--keep must be last or best (got {self.keep})"),
+            (self.validate_every >= 1, f"--validate-every must be at least 1 (got {self.validate_every})"),
+            (1 <= self.validate_n <= 4096, f"--validate-n must be between 1 and 4096 (got {self.validate_n})"),
+            (self.keep != "best" or self.iterations > self.validate_every,
+             f"--keep best compares the policy at every --validate-every ({self.validate_every}) iterations and "
+             f"at the end, so it needs more than {self.validate_every} iterations (got --iterations "
+             f"{self.iterations}); raise --iterations, lower --validate-every, or use --keep last"),
         ]
         for ok, message in checks:
             if not ok:
@@ -96,7 +114,7 @@ def paper(**overrides) -> TrainConfig:
     base = TrainConfig(
         steps=50, guidance=7.5, eta=1.0, iterations=150, batch=1, lr=1e-3, reward_weight=10.0,
         baseline="value", value_lr=1e-4, replay=1, inner_epochs=1, clip=0.2, clip_ref="initial",
-        kl_weight=0.01, kl="l2", max_grad_norm=0.0, preset="paper",
+        kl_weight=0.01, kl="l2", max_grad_norm=0.0, adv_norm="none", d_invariant=False, preset="paper",
     )
     return dataclasses.replace(base, **overrides)
 

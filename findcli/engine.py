@@ -4,14 +4,21 @@ One iteration reads top to bottom in two phases:
 
   SAMPLE   draw K latents z ~ N(μ, σ²) from a per-iteration seed (one fused kernel on CUDA), push them
            through the frozen pipeline in one batched call, score the images with the reward.
-  UPDATE   reward calibration: V(μ, σ, c) predicts the mean reward; A_k = w · (r_k − V).
-           The value net takes an MSE step toward the observed rewards.
+  UPDATE   reward calibration: V(μ, σ, c) predicts the mean reward in first-batch units
+           u = (r − m0)/s0; A_k = w · (u_k − V) / s_t with s_t the running reward std (adv_norm
+           "running": the update is invariant to r -> a·r + b). The value net takes an MSE step
+           toward the observed u.
            The batch (z, log π_old(z), A) joins a FIFO of the last M batches; for `inner_epochs`
            passes, one Adam step on the clipped surrogate over all replayed samples plus the KL pull
-           toward N(0, I) (fused forward+backward on CUDA).
+           toward N(0, I) (fused forward+backward on CUDA). The loss is multiplied by D
+           (d_invariant), so each element's gradient, and Adam's step, do not shrink with the latent size.
+  GUARDS   an optional check reward is scored on every batch (logged, never in the gradient);
+           --keep best scores the policy on a fixed validation draw every `validate_every` iterations
+           and writes the best one at the end.
 
 Nothing is back-propagated through the sampler: only μ and log σ (and the value net) train.
-Iteration i draws its noise from seed·1_000_003 + i, so a resumed run repeats an uninterrupted one.
+Iteration i draws its noise from findcli.seeds.noise_seed("train", seed, i), so a resumed run repeats an
+uninterrupted one and no eval, sample or picture draw (other namespaces) can equal a training draw.
 """
 
 from __future__ import annotations
@@ -31,14 +38,12 @@ from findcli.config import TrainConfig
 from findcli.errors import FindError
 from findcli.pipeline import Rollout, SamplerSettings, latent_shape, text_features, warn
 from findcli.policy import GaussianPolicy, prior_noise, save_policy
-from findcli.value import ValueNet, advantages
-
-SEED_STRIDE = 1_000_003
-BEFORE_AFTER_OFFSET = 999_983  # ε seed offset for the before/after picture (never used in training)
-
+from findcli.seeds import noise_seed
+from findcli.value import RewardNormalizer, ValueNet, advantages
 
 def iteration_seed(seed: int, iteration: int) -> int:
-    return int(seed) * SEED_STRIDE + int(iteration)
+    """ε seed of training iteration `iteration` (namespace "train" of findcli.seeds)."""
+    return noise_seed("train", seed, iteration)
 
 
 @dataclass
@@ -52,7 +57,8 @@ class TrainResult:
 class FindTrainer:
     """Holds the state of one FIND run; `run()` iterates, checkpoints, and writes the outputs."""
 
-    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, value_steps: int | None = None):
+    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, value_steps: int | None = None,
+                 check_reward=None):
         from findcli.kernels import get_backend
 
         self.cfg, self.pipe, self.reward = cfg, pipe, reward
@@ -77,6 +83,11 @@ class FindTrainer:
         self.value_started = False  # V's output offset is set from the first batch (see step)
         self.last_checkpoint: Path | None = None
         self._stop = False
+        self.normalizer = RewardNormalizer(cfg.norm_window)
+        # Guards against reward hacking: a check reward (never in the gradient) and --keep best.
+        self.check_reward = check_reward  # None, or a reward; set to None for good if it fails
+        self.check_failed = False
+        self.best: dict | None = None  # --keep best: {"iteration", "score", "scored_by", "mu", "log_sigma"}
 
     # ------------------------------------------------------------------------------------------ state
 
@@ -96,12 +107,19 @@ class FindTrainer:
             "value_opt": self.value_opt.state_dict(),
             "replay": [{k: v.cpu() for k, v in entry.items()} for entry in self.replay],
             "metrics": self.metrics,
+            "normalizer": self.normalizer.state_dict(),
+            "check_failed": self.check_failed,
+            "best": None if self.best is None else {
+                k: (v.detach().cpu().clone() if torch.is_tensor(v) else v) for k, v in self.best.items()},
+            # the policy the run continues from (--out may hold the best one instead, see save())
+            "last_mu": self.policy.mu.detach().cpu().clone(),
+            "last_log_sigma": self.policy.log_sigma.detach().cpu().clone(),
         }
 
     def load_train_state(self, policy: GaussianPolicy, state: dict) -> None:
         with torch.no_grad():
-            self.policy.mu.copy_(policy.mu)
-            self.policy.log_sigma.copy_(policy.log_sigma)
+            self.policy.mu.copy_(state.get("last_mu", policy.mu).reshape(-1))
+            self.policy.log_sigma.copy_(state.get("last_log_sigma", policy.log_sigma).reshape(-1))
         self.value.load_state_dict(state["value"])
         self.opt.load_state_dict(state["opt"])
         self.value_opt.load_state_dict(state["value_opt"])
@@ -112,6 +130,13 @@ class FindTrainer:
         self.iteration = int(state["iteration"])
         self.bad_in_a_row = int(state["bad_in_a_row"])
         self.value_started = bool(state["value_started"])
+        if "normalizer" in state:
+            self.normalizer.load_state_dict(state["normalizer"])
+        if state.get("check_failed"):
+            self.check_failed, self.check_reward = True, None
+        best = state.get("best")
+        self.best = None if best is None else {
+            k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in best.items()}
 
     def meta(self) -> dict:
         c = self.cfg
@@ -126,9 +151,68 @@ class FindTrainer:
             "config": c.to_dict(),
         }
 
-    def save(self, with_state: bool = True) -> None:
-        save_policy(self.out, self.policy, self.meta(), self.train_state() if with_state else None)
+    def save(self, with_state: bool = True, final: bool = False) -> None:
+        """Checkpoints hold the current policy; the final save of a --keep best run holds the best one
+        (its train state still holds the last policy, so --resume continues the run itself)."""
+        for name, t in (("μ", self.policy.mu), ("log σ", self.policy.log_sigma)):
+            if not torch.isfinite(t).all():
+                where = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
+                    "nothing was written"
+                raise FindError(f"iteration {self.iteration}: {name} became non-finite; {where}; lower --lr or "
+                                "check the reward's values")
+        meta = self.meta()
+        policy = self.policy
+        if final and self.cfg.keep == "best" and self.best is not None:
+            policy = GaussianPolicy(self.shape, self.best["mu"], self.best["log_sigma"])
+            meta["kept"] = {"mode": "best", "iteration": self.best["iteration"], "score": self.best["score"],
+                            "scored_by": self.best["scored_by"], "last_iteration": self.iteration}
+        elif final:
+            meta["kept"] = {"mode": "last", "iteration": self.iteration}
+        save_policy(self.out, policy, meta, self.train_state() if with_state else None)
         self.last_checkpoint = self.out
+
+    # ------------------------------------------------------------------------------------------ guards
+
+    def _score_check(self, images: torch.Tensor, n: int) -> torch.Tensor | None:
+        """The check reward on `images`, or None once it has failed (warned once, then never used again)."""
+        if self.check_reward is None:
+            return None
+        try:
+            with torch.no_grad():
+                c = self.check_reward(images, [self.cfg.prompt] * n)
+            c = torch.as_tensor(c).detach().double().cpu().reshape(-1)
+            if c.numel() != n or not torch.isfinite(c).all():
+                raise ValueError(f"it returned {c.numel()} values for {n} images" if c.numel() != n else
+                                 "it returned non-finite values")
+        except Exception as e:  # noqa: BLE001 - a broken check reward must not cost the run
+            warn(f"check reward {getattr(self.check_reward, 'spec', self.cfg.check_reward)!r} failed at iteration "
+                 f"{self.iteration} ({type(e).__name__}: {e}); training continues without it")
+            self.check_reward, self.check_failed = None, True
+            if self.cfg.keep == "best" and self.best is not None and self.best["scored_by"] == "check":
+                warn("--keep best now scores the validation draw with the main reward; earlier scores are dropped")
+                self.best = None
+            return None
+        return c
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """--keep best: score the current policy on the fixed validation draw (namespace "validation",
+        the same ε at every call, never a training ε) and remember it if it is the best so far."""
+        cfg = self.cfg
+        seed = noise_seed("validation", cfg.seed)
+        z, _ = self.policy.sample(seed, cfg.validate_n)
+        images = self.rollout(z, seed)
+        score = self._score_check(images, cfg.validate_n)
+        scored_by = "check"
+        if score is None:
+            score = self.reward(images, [cfg.prompt] * cfg.validate_n).detach().double().cpu()
+            scored_by = "main"
+        value = float(score.mean()) if torch.isfinite(score).all() else float("-inf")
+        if self.best is None or value > self.best["score"]:
+            self.best = {"iteration": self.iteration, "score": value, "scored_by": scored_by,
+                         "mu": self.policy.mu.detach().clone(), "log_sigma": self.policy.log_sigma.detach().clone()}
+        return {"validation_score": value, "validation_scored_by": scored_by,
+                "best_iteration": self.best["iteration"]}
 
     def warmup(self) -> float:
         """One throw-away rollout of a full chunk, so that torch.compile's compilation (or cuDNN's
@@ -153,10 +237,12 @@ class FindTrainer:
         timing = dict(self.rollout.last_timing)
         t0 = time.perf_counter()
         with torch.no_grad():
-            rewards = self.reward(images, [cfg.prompt] * cfg.batch).float().to(self.device)  # (K,)
+            raw = self.reward(images, [cfg.prompt] * cfg.batch).detach().to(self.device)  # (K,), the reward's dtype
+        rewards = raw.float()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timing["reward_s"] = time.perf_counter() - t0
+        check = self._score_check(images, cfg.batch)  # (K,) float64 or None; never enters the gradient
 
         if not torch.isfinite(rewards).all():
             self.bad_in_a_row += 1
@@ -175,7 +261,23 @@ class FindTrainer:
 
         # ---------------------------------------------------------------- UPDATE phase
         t0 = time.perf_counter()
-        from findcli.kernels import policy_loss
+        # Reward units. adv_norm "running": the value net lives in first-batch units u = (r - m0)/s0 and
+        # A is divided by the running std s_t (RewardNormalizer), so r -> a·r + b leaves A unchanged and
+        # the KL weight and the clip act against unit-spread advantages on every reward. "none": raw r.
+        scale = 1.0
+        if cfg.adv_norm == "running":
+            self.normalizer.observe(raw)
+            if not self.normalizer.ready:  # no spread seen yet (e.g. batch 1): nothing to learn from
+                self.iteration += 1
+                m = {"iteration": it, "skipped": False, "waiting_for_spread": True,
+                     "reward_mean": rewards.mean().item(), "reward_max": rewards.max().item(),
+                     "reward_min": rewards.min().item(), "reward_std": 0.0, **policy.stats()}
+                self.metrics.append(m)
+                return m
+            target = self.normalizer.units(raw)  # (K,) float32
+            scale = self.normalizer.scale()
+        else:
+            target = rewards
 
         # Reward calibration: V predicts the reward of the current distribution (before it moves).
         sigma = policy.log_sigma.detach().exp()
@@ -184,14 +286,14 @@ class FindTrainer:
             # share the sign of the reward scale and push μ, σ in a random direction for the first
             # iterations, before the value net has caught up.
             with torch.no_grad():
-                self.value.net[-1].bias.add_(rewards.mean() - self.value(policy.mu.detach(), sigma, self.text))
+                self.value.net[-1].bias.add_(target.mean() - self.value(policy.mu.detach(), sigma, self.text))
             self.value_started = True
         v = self.value(policy.mu.detach(), sigma, self.text)
-        adv = cfg.reward_weight * advantages(rewards, cfg.baseline, v)  # (K,)
+        adv = cfg.reward_weight * advantages(target, cfg.baseline, v) / scale  # (K,)
         value_loss = torch.zeros(())
         if cfg.baseline == "value":
             for _ in range(self.value_steps):
-                value_loss = (self.value(policy.mu.detach(), sigma, self.text) - rewards).pow(2).mean()
+                value_loss = (self.value(policy.mu.detach(), sigma, self.text) - target).pow(2).mean()
                 self.value_opt.zero_grad(set_to_none=True)
                 value_loss.backward()
                 self.value_opt.step()
@@ -202,19 +304,12 @@ class FindTrainer:
         zs = torch.cat([e["z"] for e in self.replay])  # (M·K, D)
         lps = torch.cat([e["logp_old"] for e in self.replay])  # (M·K,)
         advs = torch.cat([e["adv"] for e in self.replay])  # (M·K,)
-        agg: dict[str, float] = {}
-        for _ in range(cfg.inner_epochs):
-            loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
-                                      ratio_ref=cfg.clip_ref, kl=cfg.kl)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-            self.opt.step()
-            policy.clamp_()
-            for k, val in stats.items():
-                agg[k] = agg.get(k, 0.0) + float(val) / cfg.inner_epochs
-            agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
+        agg = policy_update(policy, self.opt, zs, lps, advs, cfg)
+        if not (torch.isfinite(policy.mu).all() and torch.isfinite(policy.log_sigma).all()):
+            where = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
+                "nothing was written"
+            raise FindError(f"iteration {it}: the update made μ or σ non-finite; {where}; lower --lr or check "
+                            "the reward's values")
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timing["update_s"] = time.perf_counter() - t0
@@ -228,6 +323,7 @@ class FindTrainer:
             "reward_std": r.std().item() if r.numel() > 1 else 0.0,
             "value": float(v.detach()), "value_loss": float(value_loss.detach()),
             "adv_mean": adv.mean().item(), "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
+            "reward_scale": scale,
             "approx_kl": agg.get("approx_kl", 0.0), "clipfrac": agg.get("clipfrac", 0.0),
             "ratio_mean": agg.get("ratio_mean", 1.0), "surrogate": agg.get("surrogate", 0.0),
             "loss": agg.get("loss", 0.0), "replay_samples": int(zs.shape[0]),
@@ -235,6 +331,8 @@ class FindTrainer:
             "images_per_s": cfg.batch / t_iter,
             **{k: round(v_, 6) for k, v_ in timing.items()}, "iter_s": round(t_iter, 6),
         }
+        if check is not None:
+            m.update(check_mean=float(check.mean()), check_min=float(check.min()), check_max=float(check.max()))
         self.metrics.append(m)
         return m
 
@@ -256,6 +354,9 @@ class FindTrainer:
         try:
             while self.iteration < cfg.iterations and not self._stop:
                 m = self.step()
+                if cfg.keep == "best" and (self.iteration % cfg.validate_every == 0
+                                           or self.iteration == cfg.iterations):
+                    m.update(self.validate())
                 if on_iteration is not None:
                     on_iteration(m)
                 if self.iteration % cfg.checkpoint_every == 0 and self.iteration < cfg.iterations:
@@ -266,7 +367,9 @@ class FindTrainer:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
         interrupted = self._stop and self.iteration < cfg.iterations
-        self.save()
+        if interrupted and cfg.keep == "best" and self.iteration % cfg.validate_every != 0:
+            self.metrics[-1].update(self.validate())  # the policy at the interruption is a candidate too
+        self.save(final=True)
         files = {"policy": str(self.out)}
         if write_outputs:
             files.update(self.write_outputs(final=not interrupted))
@@ -289,8 +392,11 @@ class FindTrainer:
     @torch.no_grad()
     def write_before_after(self, n: int = 4) -> str:
         """Same ε through N(0, I) and through the learned policy, with the reward of each image."""
-        seed = iteration_seed(self.cfg.seed, BEFORE_AFTER_OFFSET)
-        z, _ = self.policy.sample(seed, n)
+        seed = noise_seed("before_after", self.cfg.seed)
+        policy = self.policy
+        if self.cfg.keep == "best" and self.best is not None:
+            policy = GaussianPolicy(self.shape, self.best["mu"], self.best["log_sigma"]).to(self.device)
+        z, _ = policy.sample(seed, n)
         before = self.rollout(prior_noise(self.shape, seed, n, self.device), seed)
         after = self.rollout(z, seed)
         prompts = [self.cfg.prompt] * n
@@ -299,6 +405,37 @@ class FindTrainer:
         path = self.out.parent / "before_after.png"
         write_before_after(before, after, r_before, r_after, path, self.cfg.prompt)
         return str(path)
+
+
+def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.Tensor, lps: torch.Tensor,
+                  advs: torch.Tensor, cfg: TrainConfig) -> dict[str, float]:
+    """`cfg.inner_epochs` Adam steps on the clipped surrogate + β·KL over the replayed samples
+    zs (N, D), their behaviour log-probs lps (N,) and advantages advs (N,). Returns the loss
+    diagnostics averaged over the passes.
+
+    d_invariant: the log-probs are per-dimension means (so ratios stay O(1)), which makes each
+    element's gradient ≈ |A| / (√N · D): at D = 262 144 and a reward with a small spread that is
+    Adam's eps (1e-8), and the step shrinks with D. Multiplying the loss by D makes it ≈ |A| / √N
+    at any D; the gradient clip then bounds the per-element RMS (the norm over 2D elements / √(2D)).
+    """
+    from findcli.kernels import policy_loss
+
+    loss_scale = float(policy.dim) if cfg.d_invariant else 1.0
+    max_norm = cfg.max_grad_norm * (2.0 * policy.dim) ** 0.5 if cfg.d_invariant else cfg.max_grad_norm
+    agg: dict[str, float] = {}
+    for _ in range(cfg.inner_epochs):
+        loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
+                                  ratio_ref=cfg.clip_ref, kl=cfg.kl)
+        opt.zero_grad(set_to_none=True)
+        (loss * loss_scale).backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
+        opt.step()
+        policy.clamp_()
+        for k, val in stats.items():
+            agg[k] = agg.get(k, 0.0) + float(val) / cfg.inner_epochs
+        agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
+    return agg
 
 
 # ---------------------------------------------------------------------------------------------- pictures
@@ -317,12 +454,27 @@ def write_reward_curve(metrics: list[dict], path: Path, title: str) -> str:
         ax.fill_between(it, [m["reward_min"] for m in rows], [m["reward_max"] for m in rows], alpha=0.25,
                         label="batch min–max")
         ax.plot(it, [m["reward_mean"] for m in rows], label="batch mean")
-        if any(m.get("value") is not None for m in rows):
-            ax.plot(it, [m["value"] for m in rows], "--", label="value net V")
+        vrows = [m for m in rows if m.get("value") is not None and m.get("reward_scale") is None]
+        if vrows:  # V is in reward units only with adv_norm none (else in first-batch units)
+            ax.plot([m["iteration"] for m in vrows], [m["value"] for m in vrows], "--", label="value net V")
+    handles, labels = ax.get_legend_handles_labels()
+    crows = [m for m in rows if m.get("check_mean") is not None]
+    vals = [m for m in metrics if m.get("validation_score") is not None]
+    if crows or vals:  # the check reward (never in the gradient) and the --keep best validation scores
+        ax2 = ax.twinx()
+        if crows:
+            ax2.plot([m["iteration"] for m in crows], [m["check_mean"] for m in crows], color="tab:red",
+                     label="check reward (batch mean)")
+        if vals:
+            ax2.plot([m["iteration"] + 1 for m in vals], [m["validation_score"] for m in vals], "o:",
+                     color="tab:green", label="validation draw score")
+        ax2.set_ylabel("check / validation score")
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
     ax.set_xlabel("iteration")
     ax.set_ylabel("reward")
     ax.set_title(title[:80], fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(handles, labels, fontsize=8)
     fig.tight_layout()
     atomic.write_with(path, lambda p: fig.savefig(p, dpi=120))
     plt.close(fig)

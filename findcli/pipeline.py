@@ -248,11 +248,17 @@ class Rollout:
         """Denoise then decode. The decode is done here with the pipeline's own VAE and image processor
         (the same two calls the pipeline makes for output_type="pt") so that it can be timed apart."""
         s, pipe = self.settings, self.pipe
+        from findcli.seeds import noise_seed
+
         images, t_denoise, t_decode = [], 0.0, 0.0
-        for i, chunk in enumerate(torch.split(z, self.max_batch)):
+        start = 0
+        for chunk in torch.split(z, self.max_batch):
             n = chunk.shape[0]
-            # eta > 0 draws fresh noise at every step: seed it per chunk so runs (and resumes) repeat exactly.
-            gen = torch.Generator(self.device).manual_seed(int(seed) * 1009 + i) if s.eta > 0 else None
+            # eta > 0 draws fresh noise at every step: one generator per image, seeded by (seed, image
+            # index), so runs and resumes repeat exactly and --max-batch never changes an image.
+            gen = [torch.Generator(self.device).manual_seed(noise_seed("step", seed, start + j))
+                   for j in range(n)] if s.eta > 0 else None
+            start += n
             self._sync()
             t0 = time.perf_counter()
             lat = pipe(
@@ -264,7 +270,7 @@ class Rollout:
             ).images
             self._sync()
             t1 = time.perf_counter()
-            img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor, return_dict=False, generator=gen)[0]
+            img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor, return_dict=False)[0]
             img = pipe.image_processor.postprocess(img, output_type="pt", do_denormalize=[True] * n)
             images.append(img.float())
             self._sync()

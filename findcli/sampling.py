@@ -19,20 +19,23 @@ class Draw:
 
 
 def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
-         baseline: bool, max_batch: int = 16) -> Draw:
-    """One rollout per requested arm. ε is the noise `policy.sample(seed, n)` uses, so arms are paired."""
+         baseline: bool, max_batch: int = 16, purpose: str = "eval") -> Draw:
+    """One rollout per requested arm. ε is the noise `policy.sample(s, n)` uses with s the seed of
+    `purpose`'s namespace (findcli.seeds: eval, sample, ...; never the training noise), so arms are paired."""
     from findcli.pipeline import latent_shape
     from findcli.policy import prior_noise
+    from findcli.seeds import noise_seed
 
+    s = noise_seed(purpose, seed)
     rollout = Rollout(pipe, prompt, settings, max_batch)
     device = pipe.unet.device
     pz = bz = pi = bi = None
     if policy is not None:
-        pz, _ = policy.to(device).sample(seed, n)
-        pi = rollout(pz, seed)
+        pz, _ = policy.to(device).sample(s, n)
+        pi = rollout(pz, s)
     if baseline or policy is None:
-        bz = prior_noise(latent_shape(pipe, settings.height, settings.width), seed, n, device)
-        bi = rollout(bz, seed)
+        bz = prior_noise(latent_shape(pipe, settings.height, settings.width), s, n, device)
+        bi = rollout(bz, s)
     return Draw(pi, bi, pz, bz)
 
 

@@ -45,3 +45,58 @@ def advantages(rewards: torch.Tensor, baseline: str, value: torch.Tensor | None 
     if baseline == "none":
         return rewards.clone()
     raise ValueError(baseline)
+
+
+class RewardNormalizer:
+    """Puts rewards in scale-free units so the update is invariant to r -> a·r + b (a > 0).
+
+    Reference units: u = (r - m0) / s0, with (m0, s0) the mean and std of the first window of rewards
+    that has a non-zero spread, fixed for the rest of the run. The value net is trained on, and
+    predicts, u; its error is then a number of first-batch standard deviations whatever the reward's
+    units. Scale: s_t = std of the last `window` rewards (a running per-prompt std, as DDPO's
+    per-prompt stat tracker keeps), expressed in reference units. The advantage is
+
+        A_k = (u_k - V) / (s_t / s0)      (value baseline)     A_k = u_k / (s_t / s0)   (none)
+
+    so that A has unit spread as the policy moves, and the KL weight and the clip act against
+    advantages of the same size on every reward. Statistics are kept in float64, so an affine change
+    of the reward changes A only by rounding. Until the window shows any spread (e.g. batch 1 and a
+    first reward), `ready` is False and the caller skips the policy step.
+    """
+
+    def __init__(self, window: int):
+        self.window = int(window)
+        self.history: list[float] = []  # the last `window` raw rewards, oldest first
+        self.m0: float | None = None
+        self.s0: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.s0 is not None
+
+    def observe(self, rewards: torch.Tensor) -> None:
+        self.history = (self.history + [float(x) for x in rewards.double().flatten().tolist()])[-self.window:]
+        if self.s0 is None:
+            h = torch.tensor(self.history, dtype=torch.float64)
+            if h.numel() > 1 and float(h.std()) > 0:
+                self.m0, self.s0 = float(h.mean()), float(h.std())
+
+    def units(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Rewards in reference units u (float32, same device)."""
+        assert self.ready
+        return ((rewards.double() - self.m0) / self.s0).float()
+
+    def scale(self) -> float:
+        """s_t / s0: the running std in reference units (1 right after the reference is set)."""
+        assert self.ready
+        s = float(torch.tensor(self.history, dtype=torch.float64).std())
+        return s / self.s0 if s > 0 else 1.0
+
+    def state_dict(self) -> dict:
+        return {"window": self.window, "history": list(self.history), "m0": self.m0, "s0": self.s0}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.window = int(state["window"])
+        self.history = [float(x) for x in state["history"]]
+        self.m0 = None if state["m0"] is None else float(state["m0"])
+        self.s0 = None if state["s0"] is None else float(state["s0"])

@@ -139,8 +139,11 @@ def test_sample_matches_stock_pipeline_with_the_same_latents(tiny_pipeline_dir, 
     from PIL import Image
 
     pipe = load_pipeline(str(tiny_pipeline_dir), torch.device("cpu"), torch.float32)
-    z, _ = policy.sample(5, 3)
-    eps, _ = GaussianPolicy((4, 8, 8)).sample(5, 3)
+    from findcli.seeds import noise_seed
+
+    s = noise_seed("sample", 5)  # `find sample --seed 5` draws from the "sample" namespace
+    z, _ = policy.sample(s, 3)
+    eps, _ = GaussianPolicy((4, 8, 8)).sample(s, 3)
     for arm, lat in (("policy", z), ("baseline", eps)):
         stock = pipe(PROMPT, latents=lat, num_inference_steps=3, guidance_scale=4.0, eta=0.0,
                      num_images_per_prompt=3, output_type="pil").images

@@ -57,7 +57,7 @@ def sample(
     settings = SamplerSettings(steps or meta["steps"], meta["guidance"] if guidance is None else guidance,
                                meta["eta"], meta.get("height"), meta.get("width"))
     with console.status(f"sampling {n} image(s){' and the N(0, I) baseline' if baseline else ''} …"):
-        d = draw(pipe, prompt, settings, seed, n, pf.policy, baseline, max_batch)
+        d = draw(pipe, prompt, settings, seed, n, pf.policy, baseline, max_batch, purpose="sample")
     record: dict = {"prompt": prompt, "policy": str(policy), "model": pipe.find_source, "seed": seed, "n": n,
                     "steps": settings.steps, "guidance": settings.guidance, "eta": settings.eta}
     if not no_reward:

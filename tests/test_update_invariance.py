@@ -1,0 +1,118 @@
+"""The FIND update is invariant to the reward's affine scale and to the latent size D.
+
+Oracles: the same run with the reward r replaced by a·r + b (identical μ, σ trajectories up to
+rounding, for a in {1e-3, 1, 1e3}); closed-form Adam (the first step of Adam moves every element by
+lr when its gradient is well above eps, so the relative step is 1 at any D); and, as controls that
+show each test can fail, the official settings (raw advantages, per-dimension-mean loss), under
+which the trajectories and the step do depend on a and D.
+"""
+
+import dataclasses
+
+import pytest
+import torch
+
+from findcli.config import TrainConfig
+from findcli.engine import FindTrainer, policy_update
+from findcli.pipeline import Rollout, SamplerSettings, load_pipeline
+from findcli.policy import GaussianPolicy
+from findcli.value import RewardNormalizer
+
+PROMPT = "a red cube on a blue sphere"
+
+
+@pytest.fixture(scope="module")
+def pipe_and_target(tiny_pipeline_dir):
+    pipe = load_pipeline(str(tiny_pipeline_dir), torch.device("cpu"), torch.float32)
+    z_star = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(123))
+    target = Rollout(pipe, PROMPT, SamplerSettings(steps=2, guidance=3.0))(z_star).double()
+    return pipe, target
+
+
+def affine_reward(target, a, b):
+    """r = a · (-100 · MSE(image, target)) + b, computed in float64 so that a and b cost no precision."""
+    def reward(images, prompts):
+        return a * (-100.0 * (images.double() - target).pow(2).flatten(1).mean(1)) + b
+    return reward
+
+
+def trajectory(pipe, reward, tmp_path, **overrides):
+    cfg = TrainConfig(prompt=PROMPT, model="tiny", steps=2, guidance=3.0, batch=4, iterations=5, replay=2,
+                      inner_epochs=2, checkpoint_every=100, **overrides).validate()
+    trainer = FindTrainer(cfg, pipe, reward, tmp_path / "out.pt")
+    mus, sigmas = [], []
+    for _ in range(cfg.iterations):
+        trainer.step()
+        mus.append(trainer.policy.mu.detach().clone())
+        sigmas.append(trainer.policy.log_sigma.detach().clone())
+    return torch.stack(mus), torch.stack(sigmas)
+
+
+def test_affine_change_of_reward_gives_the_same_trajectory(pipe_and_target, tmp_path):
+    pipe, target = pipe_and_target
+    ref_mu, ref_ls = trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path)
+    assert ref_mu.abs().max() > 0.05  # the policy moved: the comparison below is not between zeros
+    for a, b in ((1e-3, 0.5), (1.0, -3.0), (1e3, 7.0)):
+        mu, ls = trajectory(pipe, affine_reward(target, a, b), tmp_path)
+        torch.testing.assert_close(mu, ref_mu, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+        torch.testing.assert_close(ls, ref_ls, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+
+
+def test_control_raw_advantages_depend_on_the_reward_scale(pipe_and_target, tmp_path):
+    """adv_norm none (the official code): the KL weight is absolute, so a reward 1000× smaller is
+    dominated by it; the invariance above is a property of the normalisation, not of the test."""
+    pipe, target = pipe_and_target
+    mu1, _ = trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path, adv_norm="none", kl_weight=1.0)
+    mu2, _ = trajectory(pipe, affine_reward(target, 1e-3, 0.0), tmp_path, adv_norm="none", kl_weight=1.0)
+    assert (mu1 - mu2).abs().max() > 1e-2
+
+
+def _one_step(d: int, adv_spread: float, d_invariant: bool) -> float:
+    """Relative step (RMS of Δμ over lr) of one update from N(0, I) on a synthetic linear reward
+    r_k = ε_k · w with advantages of spread `adv_spread` (raw, as with a reward whose spread is small)."""
+    g = torch.Generator().manual_seed(0)
+    k = 8
+    policy = GaussianPolicy((d,))
+    z, logp = policy.sample(1234, k)
+    w = torch.randn(d, generator=g) / d ** 0.5
+    r = z @ w
+    adv = adv_spread * (r - r.mean()) / r.std()
+    cfg = dataclasses.replace(TrainConfig(), inner_epochs=1, kl_weight=0.0, d_invariant=d_invariant)
+    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
+    before = policy.mu.detach().clone()
+    policy_update(policy, opt, z, logp, adv, cfg)
+    return float((policy.mu.detach() - before).pow(2).mean().sqrt() / cfg.lr)
+
+
+def test_relative_step_is_the_same_at_d_256_and_d_262144():
+    # A spread of 0.003, as the mean redness of an image: the case the issue measured.
+    small, large = _one_step(256, 0.003, True), _one_step(262_144, 0.003, True)
+    # First Adam step: |Δ| = lr · |g| / (|g| + eps) ≈ lr for |g| ≫ eps, so the relative step is 1.
+    assert abs(small - 1.0) < 0.01 and abs(large - 1.0) < 0.01, (small, large)
+    # Control: the per-dimension-mean loss makes |g| ≈ |A| / (√K · D) ≈ 4e-9 at D = 262 144, below eps.
+    small_off, large_off = _one_step(256, 0.003, False), _one_step(262_144, 0.003, False)
+    assert small_off > 0.95 and large_off < 0.5, (small_off, large_off)
+
+
+def test_normalizer_units_are_affine_invariant_float64_oracle():
+    g = torch.Generator().manual_seed(3)
+    r = torch.randn(40, generator=g, dtype=torch.float64)
+    n1, n2 = RewardNormalizer(16), RewardNormalizer(16)
+    for chunk in r.split(8):
+        n1.observe(chunk)
+        n2.observe(1e3 * chunk - 5.0)
+        torch.testing.assert_close(n1.units(chunk), n2.units(1e3 * chunk - 5.0), rtol=0, atol=1e-6)
+        assert abs(n1.scale() - n2.scale()) < 1e-9
+    # reference: first window mean/std; scale: std of the last 16 over the first std
+    assert abs(n1.m0 - float(r[:8].mean())) < 1e-12 and abs(n1.s0 - float(r[:8].std())) < 1e-12
+    assert abs(n1.scale() - float(r[-16:].std()) / float(r[:8].std())) < 1e-12
+
+
+def test_normalizer_waits_for_a_spread():
+    n = RewardNormalizer(8)
+    n.observe(torch.tensor([2.0]))
+    assert not n.ready  # one reward: no spread yet
+    n.observe(torch.tensor([2.0]))
+    assert not n.ready  # equal rewards: still none
+    n.observe(torch.tensor([3.0]))
+    assert n.ready and abs(n.m0 - 7 / 3) < 1e-12
