@@ -6,7 +6,10 @@ Run (CPU or GPU):
     python benchmarks/bench_suite.py --suite benchmarks/prompts/shapes_suite.txt --n 64 \
         --out runs/suite --json benchmarks/suite_results.json --markdown benchmarks/suite_results.md
 
-The evaluation seed differs from the training seed, so the policy is judged on noise it never saw.
+Evaluation draws from the "eval" noise namespace and training from "train" (findcli.seeds), so the
+policy is judged on noise it never saw, for any pair of seeds. Summaries are paired (both arms over
+the prompts that have a policy). Two processes: `--start/--limit` split a suite, and
+benchmarks/suite_report.py merges and compares result files (seeds, rewards, the oracle).
 Policies are written to OUT/<slug>.pt, so `find eval --prompts SUITE --policy-dir OUT` reproduces the
 evaluation from the CLI.
 """
@@ -33,6 +36,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="at most N prompts (0 = all)")
     ap.add_argument("--reward", default="clip", help="training reward (evaluation always reports the clip reward)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--train-seed", type=int, default=0, help="find train --seed of every prompt")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. iterations=30 lr=0.05")
     args = ap.parse_args()
 
@@ -56,12 +60,15 @@ def main() -> None:
     for kv in args.set:
         k, v = kv.split("=", 1)
         field_type = type(getattr(default(), k))
-        overrides[k] = field_type(v) if field_type is not type(None) else v
+        if field_type is bool:
+            overrides[k] = v.lower() in ("1", "true", "yes")
+        else:
+            overrides[k] = field_type(v) if field_type is not type(None) else v
     out = Path(args.out)
     records = []
     t_start = time.perf_counter()
     for i, (category, prompt) in enumerate(suite):
-        cfg = default(prompt=prompt, **overrides)
+        cfg = default(prompt=prompt, seed=args.train_seed, **overrides)
         t0 = time.perf_counter()
         cfg.reward = args.reward
         trainer = FindTrainer(cfg, pipe, train_reward, out / f"{slug(prompt)}.pt")
@@ -76,7 +83,7 @@ def main() -> None:
         print(f"[{i + 1}/{len(suite)}] {category:<18} {prompt:<45} success {b['success_rate']:.2f} -> "
               f"{p['success_rate']:.2f}   reward {b['mean_reward']:.4f} -> {p['mean_reward']:.4f}   "
               f"train {t_train:.0f}s", flush=True)
-        result = {"suite": args.suite, "start": args.start, "train_reward": args.reward, "n": args.n, "eval_seed": args.eval_seed, "config": cfg.to_dict(),
+        result = {"suite": args.suite, "start": args.start, "train_reward": args.reward, "train_seed": args.train_seed, "n": args.n, "eval_seed": args.eval_seed, "config": cfg.to_dict(),
                   "device": str(dev), "torch_threads": torch.get_num_threads(),
                   "wall_s": round(time.perf_counter() - t_start, 1), "results": records,
                   "summary": summarize(records)}
@@ -96,10 +103,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['category']} | {r['prompt']} | {pct(r['baseline']['success_rate'])} | "
                      f"{pct(r['policy']['success_rate'])} | {r['baseline']['mean_reward']:.4f} | "
                      f"{r['policy']['mean_reward']:.4f} |")
-    lines += ["", "| category | prompts | baseline success | FIND success | baseline reward | FIND reward |",
+    lines += ["", "| category | prompts (with policy) | baseline success | FIND success | baseline reward | FIND reward |",
               "|---|---|---|---|---|---|"]
     for name, row in result["summary"].items():  # noqa: B007
-        lines.append(f"| {name} | {row['prompts']} | {pct(row['baseline']['success_rate'])} | "
+        lines.append(f"| {name} | {row['prompts']} ({row.get('prompts_with_policy', row['prompts'])}) | "
+                     f"{pct(row['baseline']['success_rate'])} | "
                      f"{pct(row['policy']['success_rate'])} | {row['baseline']['mean_reward']:.4f} | "
                      f"{row['policy']['mean_reward']:.4f} |")
     return "\n".join(lines) + "\n"

@@ -56,21 +56,32 @@ def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int
 
 
 def summarize(records: list[dict]) -> dict:
-    """Per-category and overall means of success rate and reward, each arm."""
+    """Per-category and overall means of success rate and reward, each arm, **paired**: when some
+    prompts have a policy, both arms are averaged over those prompts only (so a gain is never a
+    difference between two prompt sets). Per row: `prompts` (all), `prompts_with_policy`, `baseline`,
+    `policy` (absent when no prompt has one) and, when the subsets differ, `baseline_all` (the
+    baseline over every prompt of the row)."""
+
+    def mean_arm(arms: list[dict]) -> dict:
+        sr = [a["success_rate"] for a in arms if a["success_rate"] is not None]
+        return {"success_rate": sum(sr) / len(sr) if sr else None,
+                "mean_reward": sum(a["mean_reward"] for a in arms) / len(arms)}
+
     out: dict = {}
     groups: dict[str, list[dict]] = {}
     for r in records:
         groups.setdefault(r.get("category") or "all", []).append(r)
     groups["overall"] = records
     for name, rs in groups.items():
-        row: dict = {"prompts": len(rs)}
-        for arm in ("baseline", "policy"):
-            arms = [r[arm] for r in rs if arm in r]
-            if not arms:
-                continue
-            sr = [a["success_rate"] for a in arms if a["success_rate"] is not None]
-            row[arm] = {"success_rate": sum(sr) / len(sr) if sr else None,
-                        "mean_reward": sum(a["mean_reward"] for a in arms) / len(arms)}
+        paired = [r for r in rs if "policy" in r]
+        row: dict = {"prompts": len(rs), "prompts_with_policy": len(paired)}
+        if paired:
+            row["baseline"] = mean_arm([r["baseline"] for r in paired])
+            row["policy"] = mean_arm([r["policy"] for r in paired])
+            if len(paired) < len(rs):
+                row["baseline_all"] = mean_arm([r["baseline"] for r in rs])
+        else:
+            row["baseline"] = mean_arm([r["baseline"] for r in rs])
         out[name] = row
     return out
 
