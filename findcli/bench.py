@@ -445,7 +445,9 @@ def _xformers_reason(pipe) -> str | None:
 def _latents(pipe, n: int, seed: int = 0) -> torch.Tensor:
     from findcli.pipeline import latent_shape
 
-    g = torch.Generator("cpu").manual_seed(seed)
+    from findcli.seeds import noise_seed
+
+    g = torch.Generator("cpu").manual_seed(noise_seed("bench", seed))  # the benchmarks' own namespace
     return torch.randn(n, *latent_shape(pipe), generator=g).to(pipe.unet.device)
 
 
