@@ -13,6 +13,10 @@ Components:
 - `imagereward`: ImageReward-v1.0 (needs the `image-reward` package: the `rewards` extra).
 - `hpsv2`: HPS v2.1, cos(image, text) of an open_clip ViT-H-14 with the xswu/HPSv2 checkpoint
   (the score the hpsv2 package reports; open_clip loads it, so the package itself is not needed).
+- `find-shapes-detector`: for the built-in shapes world only, a GenEval-style prompt-satisfaction
+  score in [0, 2] from a small object detector trained on the renderer's ground truth
+  (`findcli.shapes.detector`; weights ship in the package). A prompt outside the shapes grammar
+  raises the grammar's FindError.
 - `module:function` or `path/file.py:function`: a user function
   `(images (N,3,H,W) in [0,1], prompts: list[str]) -> tensor (N,)`.
 
@@ -41,7 +45,7 @@ import torch.nn.functional as F
 
 from findcli.errors import FindError
 
-BUILTIN_REWARDS = ("clip", "pickscore", "imagereward", "hpsv2")
+BUILTIN_REWARDS = ("clip", "pickscore", "imagereward", "hpsv2", "find-shapes-detector")
 DEFAULT_CLIP_MODEL = "ViT-L-14:openai"
 EXTRA_HINT = "pip install 'findcli[rewards]'"
 CLIPSCORE_WEIGHT = 2.5  # w in CLIPScore = w * max(cos, 0) (Hessel et al. 2021)
@@ -629,6 +633,10 @@ def build_reward(
             fn = ImageRewardScore(device, model_dtype)
         elif name == "hpsv2":
             fn = HpsV2(device, model_dtype)
+        elif name == "find-shapes-detector":
+            from findcli.shapes.detector import DetectorReward
+
+            fn = DetectorReward(device)  # float32 always: 0.2 M parameters
         else:
             fn = UserReward(name)
         components.append((name, weight, fn))
