@@ -130,7 +130,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
 
     def fmt(v):
-        return "undefined (no failures)" if math.isnan(v) and False else ("n/a" if math.isnan(v) else f"{v:.3f}")
+        return "undefined" if math.isnan(v) else f"{v:.3f}"  # undefined: no successes or no failures
 
     head = "| template | n | judge success | " + " | ".join(f"AUC `{s}`" for s in rewards) + " |"
     print("\n" + head)
