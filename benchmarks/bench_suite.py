@@ -34,7 +34,8 @@ def main() -> None:
     ap.add_argument("--markdown", default="benchmarks/suite_results.md")
     ap.add_argument("--start", type=int, default=0, help="skip the first N prompts (to split a suite over processes)")
     ap.add_argument("--limit", type=int, default=0, help="at most N prompts (0 = all)")
-    ap.add_argument("--reward", default="clip", help="training reward (evaluation always reports the clip reward)")
+    ap.add_argument("--reward", default="find-shapes-detector", help="training reward (find train's default on the "
+                    "built-in model; evaluation always reports the clip reward)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--train-seed", type=int, default=0, help="find train --seed of every prompt")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. iterations=30 lr=0.05")

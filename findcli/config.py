@@ -28,7 +28,7 @@ class TrainConfig:
     height: int | None = None  # image height in pixels (None = model default)
     width: int | None = None  # image width in pixels (None = model default)
     # --- reward
-    reward: str = "clip"  # reward spec: "clip", "pickscore", "module:function", or "a=1,b=0.5" combinations
+    reward: str = "clip"  # reward spec: "clip", "pickscore", "module:function", or "a=1,b=0.5" combinations (find train on the built-in model defaults to find-shapes-detector)
     reward_model: str | None = None  # open_clip ARCH:TAG or ARCH:/ckpt for `clip`; None = built-in CLIP or ViT-L-14:openai
     reward_weight: float = 1.0  # multiplies the advantage (the official code uses 10, on raw rewards)
     check_reward: str | None = None  # a second reward scored on every batch and logged, never in the gradient

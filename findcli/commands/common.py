@@ -34,6 +34,21 @@ def load(model, dev, dt, attention: str = "sdpa", compile: bool = False):
     return pipe, used
 
 
+# `find train`'s reward on the built-in shapes model when --reward is not given: the built-in detector,
+# chosen by measurement (benchmarks/RESULTS.md §6: AUC of its score for the judge's success on the
+# generator's own images ≥ 0.97 on six of the seven relations vs 0.47-0.85 for the built-in CLIP).
+# Other models keep TrainConfig.reward ("clip").
+BUILTIN_DEFAULT_REWARD = "find-shapes-detector"
+
+
+def default_reward(model) -> str:
+    """The reward used when none is given: the detector on the built-in model, clip elsewhere."""
+    from findcli.config import TrainConfig
+    from findcli.pipeline import is_builtin
+
+    return BUILTIN_DEFAULT_REWARD if is_builtin(model) else TrainConfig.reward
+
+
 def reward_for(spec, reward_model, model, dev):
     """Build the reward; `clip` on the built-in model defaults to the built-in CLIP."""
     from findcli.pipeline import is_builtin

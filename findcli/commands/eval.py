@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from findcli.commands import options as o
-from findcli.commands.common import console, load, reward_for, runtime
+from findcli.commands.common import console, default_reward, load, reward_for, runtime
 from findcli.errors import FindError
 
 
@@ -92,7 +92,7 @@ def eval_(
     for pf in pfs.values():  # every policy must fit this model before any image is drawn
         check_latent_shape(pf.policy, latent_shape(pipe, pf.meta.get("height"), pf.meta.get("width")),
                            pf.meta.get("model"))
-    reward_fn, _ = reward_for(reward or first_meta.get("reward") or "clip",
+    reward_fn, _ = reward_for(reward or first_meta.get("reward") or default_reward(model),
                               reward_model or first_meta.get("reward_model"), model, dev)
 
     from rich.progress import Progress

@@ -44,6 +44,8 @@ Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.com
 MaxBatch = Annotated[int, typer.Option("--max-batch", help="images per pipeline call (CFG doubles UNet rows)")]
 Seed = Annotated[int, typer.Option("--seed", help="seed of the noise ε")]
 Reward = Annotated[Optional[list[str]], typer.Option("--reward", help="clip | pickscore | imagereward | hpsv2 | "
-                                                     "module:function; repeat or name=weight,... to combine")]
+                                                     "find-shapes-detector | module:function; repeat or "
+                                                     "name=weight,... to combine (default: find-shapes-"
+                                                     "detector on the built-in model, clip elsewhere)")]
 RewardModel = Annotated[Optional[str], typer.Option("--reward-model", help="open_clip ARCH:TAG or ARCH:/ckpt for "
                                                     "clip (default: built-in CLIP or ViT-L-14:openai)")]

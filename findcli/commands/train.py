@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from findcli.commands import options as o
-from findcli.commands.common import check_out_path, console, load, reward_for, runtime
+from findcli.commands.common import check_out_path, console, default_reward, load, reward_for, runtime
 from findcli.errors import FindError
 
 
@@ -136,8 +136,7 @@ def train(
             raise FindError("give a prompt, e.g. find train \"a red cube on a blue sphere\" (or --resume out.pt)")
         cfg = PRESETS[preset.value](**overrides)
         cfg.prompt, cfg.model = prompt, model
-        if reward:
-            cfg.reward = ",".join(reward)
+        cfg.reward = ",".join(reward) if reward else default_reward(model)
         cfg.reward_model = reward_model
         cfg.check_reward = check_reward
     if not cfg.prompt.strip():
