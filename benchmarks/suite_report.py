@@ -51,7 +51,8 @@ def split_of(prompt: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", action="append", required=True, help="LABEL=glob[,glob...]")
-    ap.add_argument("--ratio-to", help="label of the run whose gain is the reference (the oracle)")
+    ap.add_argument("--ratio-to", help="label of the run whose gain is the reference (the oracle); the ratio is "
+                    "shown where that gain exceeds 5 points")
     a = ap.parse_args()
     runs = {}
     for spec in a.run:
@@ -80,7 +81,7 @@ def main() -> None:
             if a.ratio_to:
                 ref = gains[a.ratio_to]
                 row += " | " + " | ".join(
-                    (f"{g / ref:.2f}" if abs(ref) > 1e-9 else "–") for k, g in gains.items() if k != a.ratio_to)
+                    (f"{g / ref:.2f}" if ref > 0.05 else "–") for k, g in gains.items() if k != a.ratio_to)
             print(row + " |")
     print("\n### per prompt (FIND success per seed)\n")
     print("| prompt | split | baseline | " + " | ".join(runs) + " |")
