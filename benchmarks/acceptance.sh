@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Acceptance run for the built-in shapes model (issue 3): `find train` with no option but the output
-# path, timed with /usr/bin/time -v, then a paired `find eval` (n = 64) of baseline vs the policy.
+# Acceptance run for the built-in shapes model (issues 3, 10): `find train` with no option but the output
+# path, timed with /usr/bin/time -v, then a paired `find eval` (n = 64) of baseline vs the policy
+# (eval noise namespace: never a training ε, findcli/seeds.py).
 # Usage: benchmarks/acceptance.sh [OUTDIR]   (default runs/acceptance); run from the repo root with the
 # project's .venv. Results: OUTDIR/time.txt, OUTDIR/train.log, OUTDIR/eval.json, OUTDIR/before_after.png.
 set -euo pipefail
