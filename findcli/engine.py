@@ -154,22 +154,30 @@ class FindTrainer:
     def save(self, with_state: bool = True, final: bool = False) -> None:
         """Checkpoints hold the current policy; the final save of a --keep best run holds the best one
         (its train state still holds the last policy, so --resume continues the run itself)."""
-        for name, t in (("μ", self.policy.mu), ("log σ", self.policy.log_sigma)):
-            if not torch.isfinite(t).all():
-                where = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
-                    "nothing was written"
-                raise FindError(f"iteration {self.iteration}: {name} became non-finite; {where}; lower --lr or "
-                                "check the reward's values")
+        self._check_finite()
         meta = self.meta()
-        policy = self.policy
+        policy = self.kept_policy() if final else self.policy
         if final and self.cfg.keep == "best" and self.best is not None:
-            policy = GaussianPolicy(self.shape, self.best["mu"], self.best["log_sigma"])
             meta["kept"] = {"mode": "best", "iteration": self.best["iteration"], "score": self.best["score"],
                             "scored_by": self.best["scored_by"], "last_iteration": self.iteration}
         elif final:
             meta["kept"] = {"mode": "last", "iteration": self.iteration}
         save_policy(self.out, policy, meta, self.train_state() if with_state else None)
         self.last_checkpoint = self.out
+
+    def _check_finite(self) -> None:
+        """A bad step never overwrites the last good checkpoint: stop with one line instead."""
+        if not (torch.isfinite(self.policy.mu).all() and torch.isfinite(self.policy.log_sigma).all()):
+            where = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
+                "nothing was written"
+            raise FindError(f"iteration {self.iteration}: the update made μ or σ non-finite; {where}; lower --lr "
+                            "or check the reward's values")
+
+    def kept_policy(self) -> GaussianPolicy:
+        """The policy the run ends with: the best validated one under --keep best, else the current one."""
+        if self.cfg.keep == "best" and self.best is not None:
+            return GaussianPolicy(self.shape, self.best["mu"], self.best["log_sigma"]).to(self.device)
+        return self.policy
 
     # ------------------------------------------------------------------------------------------ guards
 
@@ -305,11 +313,7 @@ class FindTrainer:
         lps = torch.cat([e["logp_old"] for e in self.replay])  # (M·K,)
         advs = torch.cat([e["adv"] for e in self.replay])  # (M·K,)
         agg = policy_update(policy, self.opt, zs, lps, advs, cfg)
-        if not (torch.isfinite(policy.mu).all() and torch.isfinite(policy.log_sigma).all()):
-            where = f"the last good checkpoint {self.last_checkpoint} is kept" if self.last_checkpoint else \
-                "nothing was written"
-            raise FindError(f"iteration {it}: the update made μ or σ non-finite; {where}; lower --lr or check "
-                            "the reward's values")
+        self._check_finite()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timing["update_s"] = time.perf_counter() - t0
@@ -322,6 +326,9 @@ class FindTrainer:
             "reward_mean": r.mean().item(), "reward_max": r.max().item(), "reward_min": r.min().item(),
             "reward_std": r.std().item() if r.numel() > 1 else 0.0,
             "value": float(v.detach()), "value_loss": float(value_loss.detach()),
+            # V in the reward's own units (the net predicts first-batch units under adv_norm running)
+            "value_reward": float(v.detach()) * self.normalizer.s0 + self.normalizer.m0
+            if cfg.adv_norm == "running" else float(v.detach()),
             "adv_mean": adv.mean().item(), "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
             "reward_scale": scale,
             "approx_kl": agg.get("approx_kl", 0.0), "clipfrac": agg.get("clipfrac", 0.0),
@@ -393,10 +400,7 @@ class FindTrainer:
     def write_before_after(self, n: int = 4) -> str:
         """Same ε through N(0, I) and through the learned policy, with the reward of each image."""
         seed = noise_seed("before_after", self.cfg.seed)
-        policy = self.policy
-        if self.cfg.keep == "best" and self.best is not None:
-            policy = GaussianPolicy(self.shape, self.best["mu"], self.best["log_sigma"]).to(self.device)
-        z, _ = policy.sample(seed, n)
+        z, _ = self.kept_policy().sample(seed, n)
         before = self.rollout(prior_noise(self.shape, seed, n, self.device), seed)
         after = self.rollout(z, seed)
         prompts = [self.cfg.prompt] * n
@@ -454,9 +458,9 @@ def write_reward_curve(metrics: list[dict], path: Path, title: str) -> str:
         ax.fill_between(it, [m["reward_min"] for m in rows], [m["reward_max"] for m in rows], alpha=0.25,
                         label="batch min–max")
         ax.plot(it, [m["reward_mean"] for m in rows], label="batch mean")
-        vrows = [m for m in rows if m.get("value") is not None and m.get("reward_scale") is None]
-        if vrows:  # V is in reward units only with adv_norm none (else in first-batch units)
-            ax.plot([m["iteration"] for m in vrows], [m["value"] for m in vrows], "--", label="value net V")
+        vrows = [m for m in rows if m.get("value_reward") is not None]
+        if vrows:
+            ax.plot([m["iteration"] for m in vrows], [m["value_reward"] for m in vrows], "--", label="value net V")
     handles, labels = ax.get_legend_handles_labels()
     crows = [m for m in rows if m.get("check_mean") is not None]
     vals = [m for m in metrics if m.get("validation_score") is not None]

@@ -45,6 +45,7 @@ def trajectory(pipe, reward, tmp_path, **overrides):
         trainer.step()
         mus.append(trainer.policy.mu.detach().clone())
         sigmas.append(trainer.policy.log_sigma.detach().clone())
+    trajectory.metrics = trainer.metrics  # the last run's rows, for the value-net check below
     return torch.stack(mus), torch.stack(sigmas)
 
 
@@ -56,6 +57,19 @@ def test_affine_change_of_reward_gives_the_same_trajectory(pipe_and_target, tmp_
         mu, ls = trajectory(pipe, affine_reward(target, a, b), tmp_path)
         torch.testing.assert_close(mu, ref_mu, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
         torch.testing.assert_close(ls, ref_ls, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+
+
+def test_value_net_in_reward_units_follows_the_affine_change(pipe_and_target, tmp_path):
+    """metrics' value_reward (what reward_curve.png plots) is V mapped back to the reward's units:
+    under r -> a·r + b it must become a·V + b (oracle: the affine map itself)."""
+    pipe, target = pipe_and_target
+    trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path)
+    ref = [m["value_reward"] for m in trajectory.metrics]
+    a, b = 1e3, 7.0
+    trajectory(pipe, affine_reward(target, a, b), tmp_path)
+    got = [m["value_reward"] for m in trajectory.metrics]
+    for x, y in zip(ref, got):
+        assert abs(y - (a * x + b)) < 1e-3 * a, (x, y)
 
 
 def test_control_raw_advantages_depend_on_the_reward_scale(pipe_and_target, tmp_path):

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from findcli.errors import FindError
-from findcli.shapes.world import COLOURS, SHAPES, Spec, parse_prompt
+from findcli.shapes.world import COLOURS, SHAPES, Spec, parse_prompt, with_converses
 
 HERE = Path(__file__).resolve().parent
 DETECTOR_DIR = HERE / "model" / "detector"
@@ -189,15 +189,7 @@ def _next(a, b):
     return _sig(gap - NEXT_GAP[0]) * _sig(NEXT_GAP[1] - gap) * _sig(NEXT_LEVEL - level)
 
 
-RELATION_SCORES = {
-    "on": _on,
-    "under": lambda a, b: _on(b, a),
-    "above": _above,
-    "below": lambda a, b: _above(b, a),
-    "to the left of": _left,
-    "to the right of": lambda a, b: _left(b, a),
-    "next to": _next,
-}
+RELATION_SCORES = with_converses({"on": _on, "above": _above, "to the left of": _left, "next to": _next})
 
 
 def _pair_relation(s: dict, relation: str, a: int, b: int) -> torch.Tensor:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from findcli.errors import FindError
-from findcli.shapes.world import BACKGROUND, CANVAS, COLOURS, PALETTE, SHAPES, Spec, parse_prompt
+from findcli.shapes.world import BACKGROUND, CANVAS, COLOURS, PALETTE, SHAPES, Spec, parse_prompt, with_converses
 
 # ---- thresholds (canvas px unless noted) ----
 RAY_MIN, RAY_MAX = 0.35, 1.25  # brightness range of a palette colour (renderer: 0.62-1.12 x 0.9-1.05, plus blur)
@@ -257,15 +257,7 @@ def _next(a: dict, b: dict) -> bool:
     return -2.0 <= gap <= NEXT_MAX_GAP and overlap >= NEXT_MIN_VOVERLAP * min(ay1 - ay0, by1 - by0)
 
 
-RELATION_TESTS = {
-    "on": _on,
-    "under": lambda a, b: _on(b, a),
-    "above": _above,
-    "below": lambda a, b: _above(b, a),
-    "to the left of": _left,
-    "to the right of": lambda a, b: _left(b, a),
-    "next to": _next,
-}
+RELATION_TESTS = with_converses({"on": _on, "above": _above, "to the left of": _left, "next to": _next})
 
 
 # ---------------------------------------------------------------- judge

@@ -57,6 +57,17 @@ RELATIONS: tuple[str, ...] = (
 )
 COUNTS: dict[str, int] = {"two": 2, "three": 3, "four": 4}
 KINDS: tuple[str, ...] = ("single", "relation", "and", "count")
+# Converse relations: "A under B" means "B on A", and so on; the judge, the detector and Spec.meaning
+# define only the left-hand relations and read these from the right-hand ones with the roles swapped.
+CONVERSE: dict[str, str] = {"under": "on", "below": "above", "to the right of": "to the left of"}
+
+
+def with_converses(tests: dict) -> dict:
+    """{relation: test(a, b)} for the left-hand relations of CONVERSE (and "next to") -> the same plus
+    every converse relation, as the base test with subject and object swapped."""
+    def swapped(test):
+        return lambda a, b: test(b, a)
+    return {**tests, **{rel: swapped(tests[base]) for rel, base in CONVERSE.items()}}
 
 # Palette: well separated in hue (>= ~29 degrees between any two colour rays through the origin) and
 # far from the background, so a blurred pixel's nearest colour ray is unambiguous.
@@ -155,9 +166,8 @@ class Spec:
         if self.kind == "and":
             return ("and", tuple(sorted([a, b], key=lambda o: (o.colour, o.shape))))
         rel = self.relation
-        flip = {"under": "on", "below": "above", "to the right of": "to the left of"}
-        if rel in flip:
-            return ("relation", flip[rel], b, a)
+        if rel in CONVERSE:
+            return ("relation", CONVERSE[rel], b, a)
         if rel == "next to":
             return ("relation", rel, tuple(sorted([a, b], key=lambda o: (o.colour, o.shape))))
         return ("relation", rel, a, b)
