@@ -1,13 +1,23 @@
 """Console-script entry points: `find` (ours, or the system `find`) and `findcli` (always ours).
 
 Installed scripts land ahead of /usr/bin/find on PATH, so `find` must keep working as GNU find.
-The decision is made here from argv alone, before anything heavy is imported:
+The decision is made here from argv (and, for path words, the current directory) alone, before
+anything heavy is imported. A `find` line is ours only when all of these hold:
 
-* the first argument is one of our commands (train, sample, eval, bench, info, --help, --version)
-  and no later argument looks like a GNU find primary/operator  ->  run our Typer app;
-* anything else (a bare `find`, `find .`, `find train -type f`, `find -L x`, ...)  ->  exec the next
-  `find` on PATH that is not this program (falling back to /usr/bin/find), argv and exit status
-  passed through unchanged (exec replaces this process, so the status is find's own).
+* the first argument is one of our commands (train, sample, eval, bench, info, --help, --version);
+* no later argument looks like a GNU find primary/operator (`-name`, `-type`, `(`, `!`, ...);
+* it is not a bare `find --help` or `find --version` (those are GNU find's: scripts run
+  `find --version | grep GNU`);
+* it is not a list of existing paths: when the first word names an existing file or directory
+  (relative to the current directory; a dangling symlink counts) and every later word does too, or
+  there is none, the line is GNU find's. In a project holding `train/` and `test/`, `find train` and
+  `find train test` list those folders; `find train "a red cube on a blue sphere"` and
+  `find train --help` stay ours unless a file of that exact name exists.
+
+Anything else (a bare `find`, `find .`, `find train -type f`, `find -L x`, ...) -> exec the next
+`find` on PATH that is not this program (falling back to /usr/bin/find), argv and exit status
+passed through unchanged (exec replaces this process, so the status is find's own). Our app stays
+reachable in every case as `findcli ...` (or `python -m findcli ...`).
 
 Our own options are all `--long`, so a single-dash word (`-name`, `-type`, `-exec`, `-print0`, ...)
 or one of `( ) ! ,` can only be meant for GNU find.
@@ -18,9 +28,12 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 
 OWN_COMMANDS = frozenset({"train", "sample", "eval", "bench", "info", "--help", "--version"})
 FIND_OPERATORS = frozenset({"(", ")", "!", ","})
+# Alone, these are GNU find's own flags (`find --version | grep GNU`); ours: `findcli --version`.
+GNU_ALONE = frozenset({"--help", "--version"})
 # A GNU find primary, option or operator word: one dash then a letter (-name, -type, -o, -not, -L).
 _PRIMARY = re.compile(r"^-[A-Za-z]")
 # Set in the environment of the find we exec, so that a wrapper which leads back to us cannot loop.
@@ -28,11 +41,20 @@ _GUARD = "FINDCLI_PASSTHROUGH"
 FALLBACK_FIND = "/usr/bin/find"
 
 
-def is_ours(args: list[str]) -> bool:
-    """True when `args` (argv without the program name) is a command for our app, not for GNU find."""
+def is_ours(args: list[str], exists: Callable[[str], bool] = os.path.lexists) -> bool:
+    """True when `args` (argv without the program name) is a command for our app, not for GNU find.
+
+    `exists` says whether a word names an existing path (relative to the current directory); a line
+    made only of existing paths (`find train`, `find train test` in a project holding those folders)
+    is a GNU find listing, not our command.
+    """
     if not args or args[0] not in OWN_COMMANDS:
         return False
-    return not any(a in FIND_OPERATORS or _PRIMARY.match(a) for a in args[1:])
+    if len(args) == 1 and args[0] in GNU_ALONE:
+        return False
+    if any(a in FIND_OPERATORS or _PRIMARY.match(a) for a in args[1:]):
+        return False
+    return not all(exists(a) for a in args)
 
 
 def _looks_like_us(path: str) -> bool:
