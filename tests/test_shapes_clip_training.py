@@ -1,9 +1,9 @@
-"""The reward CLIP's training batches (findcli.shapes.train): what each batch claims about its images
+"""The reward CLIP's training batches (findcli.shapes.training.clip): what each batch claims about its images
 is checked by the programmatic judge, which shares no code with the batch builder."""
 
 import torch
 
-from findcli.shapes import train as T
+from findcli.shapes.training import clip as T
 from findcli.shapes.judge import judge_each
 from findcli.shapes.world import Spec, hard_negatives, parse_prompt, render
 
@@ -50,7 +50,7 @@ def test_structural_negatives_come_first_keep_the_objects_and_change_the_meaning
     for i in range(40):
         spec = parse_prompt(texts[i * (1 + k)])
         negs = [parse_prompt(t) for t in texts[i * (1 + k) + 1 : (i + 1) * (1 + k)]]
-        available = [x for x in hard_negatives(spec, torch.Generator().manual_seed(0), 10_000) if T._structural(spec, x)]
+        available = [x for x in hard_negatives(spec, torch.Generator().manual_seed(0), 10_000) if T.is_structural(spec, x)]
         first = negs[: min(3, len(available))]
         for n in first:
             assert n.meaning() != spec.meaning()

@@ -20,11 +20,11 @@ MB = 1_000_000  # limits are decimal megabytes, the stricter reading of "16 MB"
 
 needs_pipeline = pytest.mark.skipif(
     not (MODEL / "unet" / "diffusion_pytorch_model.safetensors").is_file(),
-    reason="built-in generator weights not trained yet (python -m findcli.shapes.train all --preset cpu)",
+    reason="built-in generator weights not trained yet (python -m findcli.shapes.training all --preset cpu)",
 )
 needs_clip = pytest.mark.skipif(
     not M.CLIP_CHECKPOINT.is_file(),
-    reason="built-in CLIP weights not trained yet (python -m findcli.shapes.train clip --preset cpu)",
+    reason="built-in CLIP weights not trained yet (python -m findcli.shapes.training clip --preset cpu)",
 )
 
 PROMPTS = ["a red cube on a blue sphere", "three purple pyramids", "a white sphere to the left of a green cube", ""]
@@ -118,7 +118,7 @@ def test_builtin_clip_loads_via_open_clip_and_ranks_true_captions_above_hard_neg
     """
     import open_clip
 
-    from findcli.shapes.train import clip_accuracy
+    from findcli.shapes.training.clip import clip_accuracy
 
     name, ckpt = M.builtin_clip_spec()
     model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=ckpt)

@@ -1,15 +1,13 @@
-"""Train the built-in shapes detector (`findcli.shapes.detector`) on rendered scenes with the renderer's
-ground truth.
-
-    OMP_NUM_THREADS=1 python -m findcli.shapes.train_detector --seed 0 --out findcli/shapes/model/detector [--minutes M]
+"""Stage `detector`: the built-in shapes detector (`findcli.shapes.detector`, the runtime reward), trained
+on rendered scenes with the renderer's ground truth.
 
 Labels come only from `world.render_with_layout` (boxes, shape ids, colour ids of the rendered
 objects), never from the judge. Half of each batch are fresh clean renders (unbiased specs, all four
 templates), with generator-domain augmentation (VAE round trip with latent noise, Gaussian blur,
 pixel noise, saturation/brightness jitter; no geometric warps, so the boxes stay exact); the other
 half come from a pool of renders redrawn by the built-in generator with img2img
-(`findcli.shapes.train.img2img_pool`, strength 0.4-0.6), labelled with the SOURCE render's layout.
-The pool is cached under `--cache` (its contents are a function of the seed and the pool fields).
+(`findcli.shapes.training.data.img2img_pool`, strength 0.4-0.6), labelled with the SOURCE render's
+layout. The pool is cached under `cache` (its contents are a function of the seed and the pool fields).
 
 Loss per image: per-class density maps (a per-cell Poisson likelihood of the target maps, each object
 a unit-mass Gaussian at its box centre), per-class counts (L1 of the map's sum to the true count)
@@ -20,21 +18,19 @@ pool and writes `<out>/detector.safetensors` and `<out>/config.json`.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from findcli.shapes import models as M  # noqa: E402
+from findcli.shapes import models as M
+from findcli.shapes.training.common import Clock, load_vae
+from findcli.shapes.training.common import log as _log
+from findcli.shapes.training.data import clip_specs, img2img_pool, is_structural
 
 
 @dataclass
@@ -64,14 +60,17 @@ class DetectorTrainConfig:
     log_every: int = 50
 
 
+# `--preset NAME`: field overrides. The shipped detector was trained with the defaults, on a CPU
+# (1 thread), so "cpu" changes nothing.
+SCHEDULES = {"default": {}, "cpu": {}}
+
+
 def log(**kv) -> None:
-    parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items())
-    print(f"[detector] {parts}", flush=True)
+    _log("detector", **kv)
 
 
 def load_or_build_pool(cfg: DetectorTrainConfig, n: int, seed: int):
     """(uint8 images (n,3,64,64), world.Layout) of the img2img pool drawn from `seed`, cached on disk."""
-    from findcli.shapes.train import img2img_pool
     from findcli.shapes.world import Layout
 
     lo, hi = cfg.pool_strength
@@ -106,7 +105,6 @@ def targets(layout, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     gy = torch.exp(-((ar - c[..., 1:2]) ** 2) / (2 * sigma**2))
     g = gy[..., :, None] * gx[..., None, :]  # (N, 4, G, G)
     g = g / g.sum((-1, -2), keepdim=True) * used[..., None, None]
-    n = boxes.shape[0]
     onehot = F.one_hot(cls, NUM_CLASSES).float() * used[..., None]  # (N, 4, C)
     density = torch.einsum("nkc,nkyx->ncyx", onehot, g)
     return density, onehot.sum(1), g, boxes[..., 2:]
@@ -158,7 +156,6 @@ def augment(x: torch.Tensor, gen: torch.Generator, p: float, p_vae: float, vae=N
 
 def fresh_batch(n: int, gen: torch.Generator, relation_share: float):
     """n unbiased renders (relation-heavy as the pool) with their layouts."""
-    from findcli.shapes.train import clip_specs
     from findcli.shapes.world import render_with_layout
 
     return render_with_layout(clip_specs(n, gen, relation_share=relation_share), gen, size=M.IMAGE_SIZE, device="cpu")
@@ -232,7 +229,6 @@ def count_metrics(model, images: torch.Tensor, layout, chunk: int = 128) -> dict
 
 def train_detector(cfg: DetectorTrainConfig) -> dict:
     from findcli.shapes.detector import Detector, DetectorConfig, save_detector
-    from findcli.shapes.train import Clock, load_vae
 
     torch.manual_seed(cfg.seed)
     mcfg = DetectorConfig()
@@ -289,8 +285,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
 def evaluate(model, cfg: DetectorTrainConfig) -> dict:
     """Held-out count metrics on clean renders (seed 10000 + seed) and on a held-out img2img pool,
     and caption-vs-hard-negative accuracy of the prompt score on clean renders."""
-    from findcli.shapes.detector import summarise, prompt_score
-    from findcli.shapes.train import _structural, clip_specs
+    from findcli.shapes.detector import prompt_score, summarise
     from findcli.shapes.world import hard_negatives, render_with_layout
 
     g = torch.Generator().manual_seed(10_000 + cfg.seed)
@@ -307,7 +302,7 @@ def evaluate(model, cfg: DetectorTrainConfig) -> dict:
         rows = torch.tensor([i])
         true = prompt_score(s, spec, rows)["score"].item()
         for neg in hard_negatives(spec, g, 10_000):
-            key = f"{spec.kind}_{'structural' if _structural(spec, neg) else 'attribute'}"
+            key = f"{spec.kind}_{'structural' if is_structural(spec, neg) else 'attribute'}"
             w = wins.setdefault(key, [0, 0])
             w[0] += int(prompt_score(s, neg, rows)["score"].item() < true)
             w[1] += 1
@@ -315,30 +310,3 @@ def evaluate(model, cfg: DetectorTrainConfig) -> dict:
     model.train()
     return out
 
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m findcli.shapes.train_detector", description=__doc__.split("\n")[0])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--minutes", type=float, default=0.0, help="wall-time budget of the training loop (0 = none)")
-    p.add_argument("--out", default=None)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override any DetectorTrainConfig field")
-    a = p.parse_args(argv)
-    cfg = DetectorTrainConfig(seed=a.seed, minutes=a.minutes, threads=a.threads)
-    if a.out:
-        cfg = dataclasses.replace(cfg, out=a.out)
-    if a.steps is not None:
-        cfg = dataclasses.replace(cfg, steps=a.steps)
-    types = {f.name: f.type for f in dataclasses.fields(DetectorTrainConfig)}
-    for kv in a.set:
-        key, val = kv.split("=", 1)
-        cfg = dataclasses.replace(cfg, **{key: {"int": int, "float": float, "str": str}[types[key]](val)})
-    torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(True)
-    log(**dataclasses.asdict(cfg))
-    print(json.dumps(train_detector(cfg), indent=2), flush=True)
-
-
-if __name__ == "__main__":
-    main()

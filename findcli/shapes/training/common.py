@@ -1,0 +1,67 @@
+"""What the training stages share: the log line, the wall-time clock, fp16 component saving, the VAE
+loader, and `--set FIELD=VALUE` parsing."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def log(stage: str, **kv) -> None:
+    parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in kv.items())
+    print(f"[{stage}] {parts}", flush=True)
+
+
+class Clock:
+    """Wall-time budget for one stage (0 minutes = unlimited)."""
+
+    def __init__(self, minutes: float):
+        self.t0 = time.perf_counter()
+        self.limit = minutes * 60 if minutes > 0 else math.inf
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def progress(self, step: int, steps: int) -> float:
+        """Fraction of the stage done, by steps or by wall time, whichever is further (for lr decay)."""
+        return min(1.0, max(step / steps, self.elapsed() / self.limit))
+
+    def out_of_time(self) -> bool:
+        return self.elapsed() >= self.limit
+
+
+def save_component(module, folder: Path) -> None:
+    """save_pretrained in fp16 safetensors, file by file atomically (config, then weights)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        half = copy.deepcopy(module).to(torch.float16)
+        half.save_pretrained(tmp, safe_serialization=True)
+        folder.mkdir(parents=True, exist_ok=True)
+        for f in sorted(Path(tmp).iterdir()):
+            os.replace(f, folder / f.name)
+
+
+def load_vae(out: Path):
+    """The frozen VAE of the generator in `out` (written by the vae stage)."""
+    from diffusers import AutoencoderKL
+
+    if not (out / "vae" / "config.json").exists():
+        raise SystemExit(f"no VAE in {out / 'vae'}: run `python -m findcli.shapes.training vae --out {out}` first")
+    return AutoencoderKL.from_pretrained(out / "vae").eval().requires_grad_(False)
+
+
+def parse_field(cls, key: str, value: str):
+    """`value` converted to the type of dataclass field `key` of `cls` (int, float, str, or a tuple of
+    floats written "0.4,0.6")."""
+    types = {f.name: f.type for f in dataclasses.fields(cls)}  # strings: `from __future__ import annotations`
+    if key not in types:
+        raise KeyError(key)
+    conv = {"int": int, "float": float, "str": str, "tuple": lambda v: tuple(float(x) for x in v.split(","))}
+    return conv[types[key]](value)
