@@ -36,7 +36,6 @@ FORMAT_NAME = "findcli-policy"
 FORMAT_VERSION = 1
 # σ is floored (the official code clamps σ ≥ 1e-4 after every step): log σ ≥ log 1e-4.
 MIN_LOG_SIGMA = math.log(1e-4)
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class GaussianPolicy(nn.Module):
@@ -68,15 +67,18 @@ class GaussianPolicy(nn.Module):
         return z.view(k, *self.latent_shape), logp
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Per-dimension mean Gaussian log-density of z (K, ...) -> (K,). Differentiable in μ, log σ."""
-        z = z.reshape(z.shape[0], -1).float()  # (K, D)
-        eps = (z - self.mu) * torch.exp(-self.log_sigma)  # (K, D)
-        return (-0.5 * eps.pow(2) - self.log_sigma - _HALF_LOG_2PI).mean(dim=1)
+        """Per-dimension mean Gaussian log-density of z (K, ...) -> (K,). Differentiable in μ, log σ.
+        The formula is the kernels' reference (`findcli.kernels.gaussian`), shared with sampling and the loss."""
+        from findcli.kernels.gaussian import mean_log_density
+
+        return mean_log_density(z.reshape(z.shape[0], -1).float(), self.mu, self.log_sigma)
 
     def kl_to_standard(self) -> torch.Tensor:
-        """KL(N(μ, σ²) ‖ N(0, I)), closed form, averaged over dimensions (same reduction as log_prob)."""
-        sigma2 = torch.exp(2.0 * self.log_sigma)
-        return (0.5 * (sigma2 + self.mu.pow(2) - 1.0) - self.log_sigma).mean()
+        """KL(N(μ, σ²) ‖ N(0, I)), closed form, averaged over dimensions (same reduction as log_prob);
+        the policy loss's exact KL (`findcli.kernels.gaussian.kl_to_standard_normal`)."""
+        from findcli.kernels.gaussian import kl_to_standard_normal
+
+        return kl_to_standard_normal(self.mu, self.log_sigma, "exact")
 
     @torch.no_grad()
     def clamp_(self) -> None:

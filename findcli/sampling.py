@@ -14,8 +14,6 @@ from findcli.policy import GaussianPolicy
 class Draw:
     policy_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = μ + σ ⊙ ε
     baseline_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = ε (same ε)
-    policy_latents: torch.Tensor | None  # (N, C, h, w)
-    baseline_latents: torch.Tensor | None
 
 
 def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
@@ -29,14 +27,14 @@ def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy
     s = noise_seed(purpose, seed)
     rollout = Rollout(pipe, prompt, settings, max_batch)
     device = pipe.unet.device
-    pz = bz = pi = bi = None
+    pi = bi = None
     if policy is not None:
         pz, _ = policy.to(device).sample(s, n)
         pi = rollout(pz, s)
     if baseline or policy is None:
         bz = prior_noise(latent_shape(pipe, settings.height, settings.width), s, n, device)
         bi = rollout(bz, s)
-    return Draw(pi, bi, pz, bz)
+    return Draw(pi, bi)
 
 
 def paired_win_rate(policy_rewards: torch.Tensor, baseline_rewards: torch.Tensor) -> float:

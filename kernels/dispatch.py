@@ -28,7 +28,7 @@ try:  # Triton is Linux-only and optional: the PyTorch reference covers everythi
 
     HAS_TRITON = True
     _IMPORT_ERROR = ""
-except Exception as exc:  # ImportError, or a broken install raising something else at import
+except Exception as exc:  # noqa: BLE001 - ImportError, or a broken install raising something else
     HAS_TRITON = False
     _IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
 

@@ -6,7 +6,8 @@ PyTorch reference `policy_loss_torch` (CPU fallback and test oracle) and the pub
 Notation: mu -> μ, log_sigma -> log σ, ratio -> ρ, adv -> A, clip_range -> ε_c, kl_weight -> β,
 K rows (stored samples z_k), D columns (latent dimensions), e_kd = (z_kd - μ_d)/σ_d.
 
-The math (per-dimension MEAN log-density, as the official FIND code; a sum over D would make ρ explode):
+The math (per-dimension MEAN log-density, as the official FIND code; a sum over D would make ρ explode;
+the log-density and KL formulas, PyTorch and Triton, live once in `gaussian.py`):
   log p_θ(z_k) = mean_d [ -e_kd²/2 - log σ_d ] - log(2π)/2
   behaviour:  log ρ_k = log p_θ(z_k) - logp_old_k;   s_k = -min(ρ_k A_k, clip(ρ_k, 1-ε_c, 1+ε_c) A_k)
   initial:    log ρ_k = log p_θ(z_k) - log N(z_k; 0, I) (also a per-dimension mean; logp_old ignored)
@@ -26,13 +27,12 @@ Launches: forward two (the tile pass, then one program for the per-row scalars),
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from findcli.kernels import dispatch
 from findcli.kernels.dispatch import get_backend, tl, triton
+from findcli.kernels.gaussian import kl_to_standard_normal, log_density_from_sums, mean_log_density, sum_row_blocks
 
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 RATIO_REFS = ("behaviour", "initial")
 KL_KINDS = ("exact", "l2")
 # Layout of the small stats vector written by the rows kernel.
@@ -113,7 +113,7 @@ def _policy_loss_rows_kernel(
     BLOCK_NB: tl.constexpr,  # column blocks per step of the loop over NB_D
 ):
     # One program: every step here is O(K + NB_D), negligible next to the K×D passes.
-    # -- phase 1: the (D,)-only sums
+    # -- phase 1: the (D,)-only sums, both in one loop over the column blocks
     nb = tl.arange(0, BLOCK_NB)
     ls_acc = tl.zeros([BLOCK_NB], dtype=tl.float32)
     kl_acc = tl.zeros([BLOCK_NB], dtype=tl.float32)
@@ -133,18 +133,14 @@ def _policy_loss_rows_kernel(
     for k0 in range(0, K, BLOCK_K):
         rows = k0 + r
         row_mask = rows < K
-        # finish the row sums: Σ over column blocks of the partials, as a (BLOCK_NB, BLOCK_K) tile
-        t_acc = tl.zeros([BLOCK_NB, BLOCK_K], dtype=tl.float32)
-        for j0 in range(0, NB_D, BLOCK_NB):
-            m = ((j0 + nb) < NB_D)[:, None] & row_mask[None, :]
-            t_acc += tl.load(row_partial_ptr + (j0 + nb)[:, None] * K + rows[None, :], mask=m, other=0.0)
-        t = tl.sum(t_acc, axis=0)  # (BLOCK_K,)
+        # finish the row sums: Σ over column blocks of the partials
+        t = sum_row_blocks(row_partial_ptr, K, rows, row_mask, NB_D, BLOCK_NB, BLOCK_K)  # (BLOCK_K,)
         adv = tl.load(adv_ptr + rows, mask=row_mask, other=0.0)
         if RATIO_INITIAL:
             log_rho = -0.5 * t / D - mean_log_sigma
         else:
             logp_old = tl.load(logp_old_ptr + rows, mask=row_mask, other=0.0)
-            log_rho = (-0.5 * t / D - mean_log_sigma - 0.9189385332046727) - logp_old  # log(2π)/2
+            log_rho = log_density_from_sums(t, mean_log_sigma, D) - logp_old
         log_rho = tl.where(row_mask, log_rho, 0.0)  # padding rows: ρ = 1, and A = 0 zeroes their terms
         rho = tl.exp(log_rho)
         rho_clipped = tl.minimum(tl.maximum(rho, 1.0 - clip_range), 1.0 + clip_range)
@@ -230,16 +226,10 @@ def _policy_loss_bwd_kernel(
 # ----------------------------------------------------------------------------------------------
 
 
-def _interpreting() -> bool:
-    from findcli.kernels.dispatch import _kernels_interpreted
-
-    return _kernels_interpreted()
-
-
 def _fwd_tiles(k: int, d: int) -> tuple[int, int]:
     """(BLOCK_K, BLOCK_D) for the forward pass: 4096-element tiles on a GPU (4 warps, 32 fp32 per
     thread); big tiles under the interpreter, where every program costs Python overhead."""
-    cap_d, cap_tile = ((1 << 16), (1 << 16)) if _interpreting() else (1024, 4096)
+    cap_d, cap_tile = ((1 << 16), (1 << 16)) if dispatch._kernels_interpreted() else (1024, 4096)
     block_d = min(triton.next_power_of_2(d), cap_d)
     block_k = min(triton.next_power_of_2(k), max(1, cap_tile // block_d))
     return block_k, block_d
@@ -249,7 +239,7 @@ def _bwd_tiles(k: int, d: int) -> tuple[int, int]:
     """(BLOCK_K, BLOCK_D) for the column-reduction pass: one program per column block, looping over K.
     On a GPU, narrow enough column blocks that there are a few hundred programs for the 132 SMs of an
     H100 (64..1024 columns), with BLOCK_K·BLOCK_D ≤ 4096 so the two accumulators stay in registers."""
-    if _interpreting():
+    if dispatch._kernels_interpreted():
         block_d = min(triton.next_power_of_2(d), 1 << 14)
         return min(triton.next_power_of_2(k), max(1, (1 << 16) // block_d)), block_d
     block_d = min(max(triton.next_power_of_2(max(d // 256, 1)), 64), 1024)
@@ -258,12 +248,11 @@ def _bwd_tiles(k: int, d: int) -> tuple[int, int]:
     return block_k, block_d
 
 
-def policy_loss_fwd(z, mu, log_sigma, logp_old, adv, clip_range, kl_weight, ratio_initial, kl_l2,
-                    block_k=None, block_d=None):
-    """Pass 1 plus the per-row kernel. Returns loss (), stats (5,), coef (K,). Block overrides are for tests."""
+def policy_loss_fwd(z, mu, log_sigma, logp_old, adv, clip_range, kl_weight, ratio_initial, kl_l2):
+    """Pass 1 plus the per-row kernel. Returns loss (), stats (5,), coef (K,). Tiles: `_fwd_tiles`
+    (tests monkeypatch it, and `_bwd_tiles`, to force small tiles and multi-block reductions)."""
     k, d = z.shape
     bk, bd = _fwd_tiles(k, d)
-    bk, bd = block_k or bk, block_d or bd
     nb_d = triton.cdiv(d, bd)
     dev = z.device
     row_partial = torch.empty((nb_d, k), device=dev, dtype=torch.float32)
@@ -281,11 +270,10 @@ def policy_loss_fwd(z, mu, log_sigma, logp_old, adv, clip_range, kl_weight, rati
     return loss, stats, coef
 
 
-def policy_loss_bwd(z, mu, log_sigma, coef, grad_loss, kl_weight, kl_l2, block_k=None, block_d=None):
+def policy_loss_bwd(z, mu, log_sigma, coef, grad_loss, kl_weight, kl_l2):
     """Pass 2: the column reductions. Returns (dmu, dlog_sigma), each (D,), scaled by grad_loss."""
     k, d = z.shape
     bk, bd = _bwd_tiles(k, d)
-    bk, bd = block_k or bk, block_d or bd
     dmu = torch.empty((d,), device=z.device, dtype=torch.float32)
     dls = torch.empty((d,), device=z.device, dtype=torch.float32)
     _policy_loss_bwd_kernel[(triton.cdiv(d, bd),)](
@@ -303,12 +291,12 @@ class PolicyLossFunction(torch.autograd.Function):
     """Saves z, μ, log σ and the per-row coefficients; the launchers do all the work."""
 
     @staticmethod
-    def forward(ctx, z, mu, log_sigma, logp_old, adv, clip_range, kl_weight, ratio_initial, kl_l2, blocks=(None, None)):
+    def forward(ctx, z, mu, log_sigma, logp_old, adv, clip_range, kl_weight, ratio_initial, kl_l2):
         z, mu, log_sigma = z.contiguous(), mu.contiguous(), log_sigma.contiguous()
         loss, stats, coef = policy_loss_fwd(z, mu, log_sigma, logp_old.contiguous(), adv.contiguous(),
-                                            clip_range, kl_weight, ratio_initial, kl_l2, *blocks)
+                                            clip_range, kl_weight, ratio_initial, kl_l2)
         ctx.save_for_backward(z, mu, log_sigma, coef)
-        ctx.kl_weight, ctx.kl_l2, ctx.blocks = kl_weight, kl_l2, blocks
+        ctx.kl_weight, ctx.kl_l2 = kl_weight, kl_l2
         ctx.mark_non_differentiable(stats)
         return loss, stats
 
@@ -316,15 +304,15 @@ class PolicyLossFunction(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_stats):
         z, mu, log_sigma, coef = ctx.saved_tensors
         grad_loss = grad_loss.to(torch.float32).contiguous()
-        dmu, dls = policy_loss_bwd(z, mu, log_sigma, coef, grad_loss, ctx.kl_weight, ctx.kl_l2, *ctx.blocks)
-        return None, dmu, dls, None, None, None, None, None, None, None
+        dmu, dls = policy_loss_bwd(z, mu, log_sigma, coef, grad_loss, ctx.kl_weight, ctx.kl_l2)
+        return None, dmu, dls, None, None, None, None, None, None
 
 
 def policy_loss_triton(z, mu, log_sigma, logp_old, adv, clip_range: float, kl_weight: float,
-                       ratio_ref: str = "behaviour", kl: str = "exact", block_k=None, block_d=None):
-    """The fused path; same contract as `policy_loss`. Block overrides apply to both passes (tests)."""
+                       ratio_ref: str = "behaviour", kl: str = "exact"):
+    """The fused path; same contract as `policy_loss`."""
     loss, stats = PolicyLossFunction.apply(z, mu, log_sigma, logp_old, adv, float(clip_range), float(kl_weight),
-                                           ratio_ref == "initial", kl == "l2", (block_k, block_d))
+                                           ratio_ref == "initial", kl == "l2")
     return loss, dict(zip(STAT_NAMES, stats.unbind(0)))
 
 
@@ -338,35 +326,31 @@ def policy_loss_torch(z, mu, log_sigma, logp_old, adv, clip_range: float, kl_wei
     """Reference PPO loss, differentiable by autograd, in the inputs' dtype (float64 for the oracle).
 
     1. e = (z - μ)/σ                                                   # (K, D)
-    2. log p_θ(z_k) = mean_d[-e²/2 - log σ] - log(2π)/2                # (K,)  per-dimension mean
-    3. log ρ_k = log p_θ(z_k) - logp_old_k  (behaviour)  or  - mean_d[-z²/2] + log(2π)/2  (initial)
+    2. log p_θ(z_k) = mean_d[-e²/2] - mean_d[log σ] - log(2π)/2        # (K,)  per-dimension mean
+    3. log ρ_k = log p_θ(z_k) - logp_old_k  (behaviour)  or  - log N(z_k; 0, I), the same mean (initial)
     4. s_k = -min(ρA, clip(ρ)A) (behaviour)  or  -A clip(ρ) (initial, hard clamp)       # (K,)
     5. loss = mean_k s_k + β KL, KL exact or l2 (see module docstring)
+    Steps 1-2 and the KL are `gaussian.mean_log_density` and `gaussian.kl_to_standard_normal`.
 
-    Bytes, eager, fp32: steps 1-2 make five K×D intermediates (sub, mul, square, scale, subtract),
-    each written once and read once, plus the read of z and the final mean: ≈ 11 K×D transfers
-    forward, and autograd's backward about as many again, i.e. ~20·4·K·D bytes against the fused
-    2·4·K·D (z read once per pass); at K=64, D=262144 that is ≈ 1.3 GB against 134 MB.
+    Bytes, eager, fp32: steps 1-2 make four K×D intermediates (sub, mul, square, scale), each
+    written once and read once, plus the read of z and the mean: ≈ 9 K×D transfers forward, and
+    autograd's backward about as many again, i.e. ~18·4·K·D bytes against the fused 2·4·K·D (z read
+    once per pass); at K=64, D=262144 that is ≈ 1.2 GB against 134 MB.
     """
     _check_modes(ratio_ref, kl)
     eps_c = float(clip_range)
-    e = (z - mu) * torch.exp(-log_sigma)  # (K, D)
-    logp = (-0.5 * e.square() - log_sigma).mean(-1) - HALF_LOG_2PI  # (K,)
+    logp = mean_log_density(z, mu, log_sigma)  # (K,)
     if ratio_ref == "behaviour":
         log_rho = logp - logp_old
     else:
-        log_rho = logp - ((-0.5 * z.square()).mean(-1) - HALF_LOG_2PI)
+        log_rho = logp - mean_log_density(z)
     rho = torch.exp(log_rho)  # (K,)
     rho_clipped = rho.clamp(1.0 - eps_c, 1.0 + eps_c)
     if ratio_ref == "behaviour":
         surr = -torch.minimum(rho * adv, rho_clipped * adv)
     else:
         surr = -adv * rho_clipped
-    sigma = torch.exp(log_sigma)
-    if kl == "exact":
-        kl_term = (0.5 * (sigma.square() + mu.square() - 1.0) - log_sigma).mean()
-    else:
-        kl_term = (mu.square() + (sigma - 1.0).square()).mean()
+    kl_term = kl_to_standard_normal(mu, log_sigma, kl)
     surrogate = surr.mean()
     loss = surrogate + kl_weight * kl_term
     with torch.no_grad():

@@ -16,13 +16,13 @@ one-program kernel finishes the per-row sums over column blocks (O(K·D/BLOCK_D)
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from findcli.kernels import dispatch
 from findcli.kernels.dispatch import get_backend, tl, triton
+from findcli.kernels.gaussian import HALF_LOG_2PI  # noqa: F401 - re-exported: the kernel benchmark imports it from here
+from findcli.kernels.gaussian import log_density_from_sums, mean_log_density, sum_row_blocks
 
-HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 SEED_MASK = (1 << 63) - 1  # both paths take the seed modulo 2^63 so any Python int is accepted
 
 
@@ -95,13 +95,8 @@ def _sample_logp_kernel(
     for k0 in range(0, K, BLOCK_K):
         rows = k0 + r
         row_mask = rows < K
-        acc = tl.zeros([BLOCK_NB, BLOCK_K], dtype=tl.float32)
-        for j0 in range(0, NB_D, BLOCK_NB):
-            m = ((j0 + nb) < NB_D)[:, None] & row_mask[None, :]
-            acc += tl.load(sq_partial_ptr + (j0 + nb)[:, None] * (K + 1) + rows[None, :], mask=m, other=0.0)
-        sq = tl.sum(acc, axis=0)  # (BLOCK_K,)
-        logp = -0.5 * sq / D - mean_log_sigma - 0.9189385332046727  # log(2π)/2
-        tl.store(logp_ptr + rows, logp, mask=row_mask)
+        sq = sum_row_blocks(sq_partial_ptr, K + 1, rows, row_mask, NB_D, BLOCK_NB, BLOCK_K)  # (BLOCK_K,)
+        tl.store(logp_ptr + rows, log_density_from_sums(sq, mean_log_sigma, D), mask=row_mask)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,16 +104,10 @@ def _sample_logp_kernel(
 # ----------------------------------------------------------------------------------------------
 
 
-def _interpreting() -> bool:
-    from findcli.kernels.dispatch import _kernels_interpreted
-
-    return _kernels_interpreted()
-
-
 def _sample_tiles(k: int, d: int) -> tuple[int, int, int]:
     """(BLOCK_K, BLOCK_D, num_warps). On a GPU: 4096-element tiles, 4 warps (32 fp32 per thread).
     Under the interpreter each program costs Python overhead, so the tiles are as large as is sane."""
-    if _interpreting():
+    if dispatch._kernels_interpreted():
         block_d = min(triton.next_power_of_2(d), 1 << 20)
         block_k = min(triton.next_power_of_2(k), max(1, (1 << 16) // block_d))
         return block_k, block_d, 4
@@ -159,7 +148,8 @@ def sample_policy_torch(mu: torch.Tensor, log_sigma: torch.Tensor, seed: int, k:
 
     1. ε ~ N(0, I) of shape (K, D) from a torch.Generator seeded with `seed`.
     2. z = μ + σ ε, σ = exp(log σ).                                         # (K, D)
-    3. log p(z_k) = mean_d [ -ε_kd²/2 - log σ_d - log(2π)/2 ] with ε = (z - μ)/σ.   # (K,)
+    3. log p(z_k) = mean_d [ -ε_kd²/2 - log σ_d - log(2π)/2 ] with ε = (z - μ)/σ   # (K,)
+       (`gaussian.mean_log_density`, the one copy of this formula).
        A per-dimension MEAN, as the official FIND code does: a sum over 16k dimensions would make
        the importance ratios of the policy loss explode.
     """
@@ -168,9 +158,7 @@ def sample_policy_torch(mu: torch.Tensor, log_sigma: torch.Tensor, seed: int, k:
     gen = torch.Generator(device=mu.device).manual_seed(int(seed) & SEED_MASK)
     eps = torch.randn((k, mu.numel()), generator=gen, device=mu.device, dtype=torch.float32).to(mu.dtype)
     z = mu + torch.exp(log_sigma) * eps  # (K, D)
-    e = (z - mu) * torch.exp(-log_sigma)  # (K, D)
-    logp = (-0.5 * e.square()).mean(-1) - log_sigma.mean() - HALF_LOG_2PI  # (K,)
-    return z, logp
+    return z, mean_log_density(z, mu, log_sigma)  # (K,)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,9 +1,7 @@
 """`find eval` JSON interface on a non-built-in model (reward only; the judge knows only the shapes world)."""
 
 import json
-import math
 
-import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -38,17 +36,3 @@ def test_eval_json_keys_and_pairing(tiny_pipeline_dir, tmp_path):
     base = json.loads((tmp_path / "b.json").read_text())
     assert "policy" not in base
     assert base["baseline"]["mean_reward"] == rec["baseline"]["mean_reward"]
-
-
-def test_rank_auc_against_hand_counted_pairs():
-    """Oracle: counting the positive/negative pairs by hand."""
-    from findcli.evaluation import rank_auc
-
-    # positives 3, 1; negatives 2, 1, 0: pairs (3>2, 3>1, 3>0, 1<2, 1=1, 1>0) -> (3 + 1 + 0.5 + 1) / 6
-    score = torch.tensor([3.0, 2.0, 1.0, 1.0, 0.0])
-    label = torch.tensor([True, False, True, False, False])
-    assert rank_auc(score, label) == pytest.approx(4.5 / 6)
-    assert rank_auc(score, ~label) == pytest.approx(1.5 / 6)  # flipping the labels mirrors it
-    assert rank_auc(torch.ones(4), torch.tensor([True, False, True, False])) == 0.5  # a blind score
-    assert rank_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
-    assert math.isnan(rank_auc(torch.ones(3), torch.ones(3, dtype=torch.bool)))

@@ -1,4 +1,10 @@
-"""`summarize` is paired: both arms over the prompts that have a policy. Oracle: hand-computed means."""
+"""findcli.evaluation's arithmetic: `summarize` is paired (both arms over the prompts that have a policy;
+oracle: hand-computed means), and `rank_auc` (oracle: the pairs counted by hand)."""
+
+import math
+
+import pytest
+import torch
 
 from findcli.evaluation import summarize
 
@@ -26,3 +32,17 @@ def test_without_any_policy_the_baseline_covers_every_prompt():
     s = summarize([rec("single", 1.0), rec("single", 0.5)])
     assert s["single"]["prompts_with_policy"] == 0 and "policy" not in s["single"]
     assert s["single"]["baseline"]["success_rate"] == 0.75
+
+
+def test_rank_auc_against_hand_counted_pairs():
+    """Oracle: counting the positive/negative pairs by hand."""
+    from findcli.evaluation import rank_auc
+
+    # positives 3, 1; negatives 2, 1, 0: pairs (3>2, 3>1, 3>0, 1<2, 1=1, 1>0) -> (3 + 1 + 0.5 + 1) / 6
+    score = torch.tensor([3.0, 2.0, 1.0, 1.0, 0.0])
+    label = torch.tensor([True, False, True, False, False])
+    assert rank_auc(score, label) == pytest.approx(4.5 / 6)
+    assert rank_auc(score, ~label) == pytest.approx(1.5 / 6)  # flipping the labels mirrors it
+    assert rank_auc(torch.ones(4), torch.tensor([True, False, True, False])) == 0.5  # a blind score
+    assert rank_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
+    assert math.isnan(rank_auc(torch.ones(3), torch.ones(3, dtype=torch.bool)))

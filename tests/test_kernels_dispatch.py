@@ -6,24 +6,16 @@ run raises FindError and never falls back; TRITON_INTERPRET=1 makes forced Trito
 Unavailability is simulated with monkeypatch, so these tests need neither a GPU nor a missing Triton.
 """
 
-import os
+import pytest
+import torch
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+from findcli.errors import FindError
+from findcli.kernels import backend_info, dispatch, get_backend, policy_loss, sample_policy, set_backend
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from findcli.errors import FindError  # noqa: E402
-from findcli.kernels import backend_info, dispatch, get_backend, policy_loss, sample_policy, set_backend  # noqa: E402
+pytestmark = pytest.mark.usefixtures("fresh_backend")  # conftest.py: no set_backend, no FIND_KERNELS
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda")  # only resolved, never allocated on
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backend(monkeypatch):
-    monkeypatch.setattr(dispatch, "_requested", None)
-    monkeypatch.delenv("FIND_KERNELS", raising=False)
 
 
 @pytest.fixture
@@ -63,7 +55,7 @@ def test_forced_torch_is_torch_everywhere():
 
 
 @pytest.mark.skipif(not dispatch.HAS_TRITON or not dispatch._kernels_interpreted(),
-                    reason="needs TRITON_INTERPRET=1 set before findcli.kernels was imported (conftest does it)")
+                    reason="needs TRITON_INTERPRET=1 set before findcli.kernels was imported (conftest does it without CUDA)")
 def test_forced_triton_runs_on_cpu_under_the_interpreter():
     set_backend("triton")
     assert get_backend(CPU) == "triton"

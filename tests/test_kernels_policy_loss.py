@@ -4,22 +4,27 @@ Oracles: `policy_loss_torch` run in float64 with autograd (forward values, stats
 under the same non-unit upstream gradient), itself checked against torch.distributions (Gaussian
 log-density, closed-form KL) and against a hand-written PPO surrogate. Cases cover awkward shapes,
 both ratio references (behaviour: min-clip; initial: hard clamp), both KL forms, both signs of the
-advantage, and ratios inside and outside the clip range. Triton runs under TRITON_INTERPRET=1 on CPU.
+advantage, and ratios inside and outside the clip range; and, through the public `policy_loss` on a
+GaussianPolicy, which samples carry gradient in closed-form cases. Triton runs compiled on CUDA where
+a GPU is present, else under TRITON_INTERPRET=1 on CPU (conftest.py chooses).
 """
 
+import importlib
 import math
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
+from _kernel_target import DEVICE, requires_triton
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from findcli.kernels import policy_loss, set_backend
+from findcli.kernels.policy_loss import policy_loss_torch, policy_loss_triton
+from findcli.kernels.sample import sample_policy_triton
+from findcli.policy import GaussianPolicy
 
-from findcli.kernels import dispatch, policy_loss, set_backend  # noqa: E402
-from findcli.kernels.policy_loss import policy_loss_torch, policy_loss_triton  # noqa: E402
-from findcli.kernels.sample import sample_policy_triton  # noqa: E402
+pytestmark = pytest.mark.usefixtures("fresh_backend")  # conftest.py: no set_backend, no FIND_KERNELS
 
-from _kernel_target import DEVICE, RUNNABLE, WHY, requires_triton  # noqa: E402,F401
+# The module (the package attribute `findcli.kernels.policy_loss` is the public function).
+PL = importlib.import_module("findcli.kernels.policy_loss")
 
 CLIP = 0.2
 KL_WEIGHT = 0.3
@@ -27,10 +32,12 @@ UPSTREAM = 1.7  # non-unit upstream gradient: the backward must scale by it
 STAT_KEYS = {"approx_kl", "clipfrac", "ratio_mean", "kl", "surrogate"}
 
 
-@pytest.fixture(autouse=True)
-def _fresh_backend(monkeypatch):
-    monkeypatch.setattr(dispatch, "_requested", None)
-    monkeypatch.delenv("FIND_KERNELS", raising=False)
+def _force_tiles(monkeypatch, blocks):
+    """Both passes use the tile (BLOCK_K, BLOCK_D) = blocks (small tiles: several row and column
+    blocks to reduce over); (None, None) keeps the launchers' defaults."""
+    if blocks != (None, None):
+        monkeypatch.setattr(PL, "_fwd_tiles", lambda k, d: blocks)
+        monkeypatch.setattr(PL, "_bwd_tiles", lambda k, d: blocks)
 
 
 def _case(k: int, d: int, ratio_ref: str, seed: int = 0):
@@ -75,10 +82,10 @@ def _ratios_float64(z, mu, log_sigma, logp_old, ratio_ref):
     return (logp - ref).exp()
 
 
-def _run_triton(z, mu, log_sigma, logp_old, adv, ratio_ref, kl, blocks=(None, None)):
+def _run_triton(z, mu, log_sigma, logp_old, adv, ratio_ref, kl):
     m = mu.clone().requires_grad_()
     s = log_sigma.clone().requires_grad_()
-    loss, stats = policy_loss_triton(z, m, s, logp_old, adv, CLIP, KL_WEIGHT, ratio_ref, kl, *blocks)
+    loss, stats = policy_loss_triton(z, m, s, logp_old, adv, CLIP, KL_WEIGHT, ratio_ref, kl)
     (UPSTREAM * loss).backward()
     return loss.detach(), stats, m.grad, s.grad
 
@@ -120,17 +127,18 @@ SHAPES = [
 @pytest.mark.parametrize("kl", ["exact", "l2"])
 @pytest.mark.parametrize("ratio_ref", ["behaviour", "initial"])
 @pytest.mark.parametrize("k, d, blocks", SHAPES)
-def test_triton_policy_loss_matches_float64_reference(k, d, blocks, ratio_ref, kl):
+def test_triton_policy_loss_matches_float64_reference(k, d, blocks, ratio_ref, kl, monkeypatch):
     inputs = _case(k, d, ratio_ref)
     rho = _ratios_float64(*inputs[:4], ratio_ref)
-    got = _run_triton(*inputs, ratio_ref, kl, blocks)
+    _force_tiles(monkeypatch, blocks)
+    got = _run_triton(*inputs, ratio_ref, kl)
     ref = _float64_reference(*inputs, ratio_ref, kl)
     _assert_matches_reference(got, ref, rho)
 
 
 @requires_triton
 @pytest.mark.parametrize("ratio_ref", ["behaviour", "initial"])
-def test_triton_policy_loss_covers_both_advantage_signs_inside_and_outside_the_clip(ratio_ref):
+def test_triton_policy_loss_covers_both_advantage_signs_inside_and_outside_the_clip(ratio_ref, monkeypatch):
     """The case generator's claims, checked: every (sign of A) × (below, inside, above the clip range)
     combination occurs, so the reference comparison exercises every branch of the surrogate."""
     z, mu, log_sigma, logp_old, adv = _case(40, 2000, ratio_ref, seed=5)
@@ -138,7 +146,8 @@ def test_triton_policy_loss_covers_both_advantage_signs_inside_and_outside_the_c
     region = torch.where(rho < 1 - CLIP, 0, torch.where(rho > 1 + CLIP, 2, 1))
     combos = {(int(r), bool(a > 0)) for r, a in zip(region, adv.cpu())}
     assert combos == {(r, s) for r in (0, 1, 2) for s in (False, True)}
-    _assert_matches_reference(_run_triton(z, mu, log_sigma, logp_old, adv, ratio_ref, "exact", (8, 256)),
+    _force_tiles(monkeypatch, (8, 256))
+    _assert_matches_reference(_run_triton(z, mu, log_sigma, logp_old, adv, ratio_ref, "exact"),
                               _float64_reference(z, mu, log_sigma, logp_old, adv, ratio_ref, "exact"), rho)
 
 
@@ -221,3 +230,52 @@ def test_policy_loss_rejects_unknown_modes():
         policy_loss(z, mu, log_sigma, logp_old, adv, CLIP, KL_WEIGHT, ratio_ref="old")
     with pytest.raises(ValueError):
         policy_loss(z, mu, log_sigma, logp_old, adv, CLIP, KL_WEIGHT, kl="reverse")
+
+
+# ----------------------------------------------------------------------------------------------
+# The PPO clipped surrogate as the engine calls it (public `policy_loss` on a GaussianPolicy, the
+# backend's default): which samples carry gradient, closed-form cases.
+# ----------------------------------------------------------------------------------------------
+
+
+def _closed_form_case(ratio: float, adv: float, k: int = 3, d: int = 40):
+    g = torch.Generator().manual_seed(0)
+    p = GaussianPolicy((d,), 0.2 * torch.randn(d, generator=g), 0.1 * torch.randn(d, generator=g))
+    z = torch.randn(k, d, generator=g)
+    logp_old = (p.log_prob(z) - math.log(ratio)).detach()  # so that ρ = exp(logp_θ − logp_old) = ratio
+    return p, z, logp_old, torch.full((k,), adv)
+
+
+@pytest.mark.parametrize("ratio,adv,carries_gradient", [
+    (1.5, +1.0, False),  # A > 0 and ρ > 1 + ε: clipped, no push further up
+    (0.5, -1.0, False),  # A < 0 and ρ < 1 − ε: clipped, no push further down
+    (1.5, -1.0, True),   # A < 0 and ρ > 1 + ε: the unclipped term is the min, gradient flows
+    (0.5, +1.0, True),   # A > 0 and ρ < 1 − ε: gradient flows
+    (1.05, +1.0, True),  # inside the range: gradient flows either way
+    (1.05, -1.0, True),
+])
+def test_clipped_surrogate_gradient_is_zero_outside_the_range_for_the_right_sign(ratio, adv, carries_gradient):
+    p, z, logp_old, a = _closed_form_case(ratio, adv)
+    loss, stats = policy_loss(z, p.mu, p.log_sigma, logp_old, a, 0.2, 0.0)
+    loss.backward()
+    gnorm = p.mu.grad.norm() + p.log_sigma.grad.norm()
+    assert stats["ratio_mean"].item() == pytest.approx(ratio, rel=1e-5)
+    if carries_gradient:
+        # Closed form: d/dμ of −ρA/K summed over rows = −(A/K) Σ_k ρ ∂logπ(z_k)/∂μ, ∂logπ/∂μ = (z−μ)/(σ² D).
+        expected = -(a[:, None] * ratio * (z - p.mu) / (p.log_sigma.exp() ** 2 * z.shape[1])).mean(0)
+        torch.testing.assert_close(p.mu.grad, expected.detach(), rtol=1e-4, atol=1e-7)
+        assert gnorm > 0
+    else:
+        assert gnorm == 0
+    assert stats["clipfrac"].item() == (1.0 if abs(ratio - 1) > 0.2 else 0.0)
+
+
+def test_initial_mode_hard_clamp_has_no_gradient_when_clamped():
+    """Official variant: ρ against N(0, I), hard-clamped; a far-moved policy gives ρ out of range."""
+    d = 40
+    p = GaussianPolicy((d,), torch.full((d,), 2.0), torch.zeros(d))
+    z = p.mu.detach() + torch.randn(3, d, generator=torch.Generator().manual_seed(1))
+    loss, stats = policy_loss(z, p.mu, p.log_sigma, torch.zeros(3), torch.ones(3), 0.2, 0.0, ratio_ref="initial")
+    loss.backward()
+    assert stats["clipfrac"].item() == 1.0
+    assert p.mu.grad.abs().max() == 0 and p.log_sigma.grad.abs().max() == 0

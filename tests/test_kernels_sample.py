@@ -2,31 +2,22 @@
 
 Oracles: the float64 log-density recomputed from the returned z; torch.distributions.Normal for the
 PyTorch reference; torch.Generator for the reference's noise; the moments of N(0, 1) for Triton's.
-Triton kernels run under TRITON_INTERPRET=1 on CPU (set here and in conftest.py before triton is
-imported), or for real on CUDA when the interpreter is off and a GPU is present.
+Triton kernels run compiled on CUDA where a GPU is present, else under TRITON_INTERPRET=1 on CPU
+(conftest.py chooses, before triton is imported).
 """
 
 import math
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
+from _kernel_target import DEVICE, requires_triton
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+from findcli.kernels import sample_policy, set_backend
+from findcli.kernels.sample import sample_policy_torch, sample_policy_triton
 
-from findcli.kernels import dispatch, sample_policy, set_backend  # noqa: E402
-from findcli.kernels.sample import sample_policy_torch, sample_policy_triton  # noqa: E402
+pytestmark = pytest.mark.usefixtures("fresh_backend")  # conftest.py: no set_backend, no FIND_KERNELS
 
 U = 2.0**-24  # fp32 unit roundoff
-
-from _kernel_target import DEVICE, RUNNABLE, WHY, requires_triton  # noqa: E402,F401
-
-
-@pytest.fixture(autouse=True)
-def _fresh_backend(monkeypatch):
-    """Each test starts from "never set" and leaves the global override as it found it."""
-    monkeypatch.setattr(dispatch, "_requested", None)
-    monkeypatch.delenv("FIND_KERNELS", raising=False)
 
 
 def _params(d: int, seed: int = 0):

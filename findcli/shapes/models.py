@@ -36,10 +36,6 @@ TEXT_WIDTH = 128  # generator text encoder hidden size = UNet cross_attention_di
 VOCAB_SIZE = 49408  # open_clip's BPE vocabulary: 256 bytes + 256 bytes</w> + 48894 merges + 2 specials
 
 
-def builtin_model_dir() -> Path:
-    return BUILTIN_MODEL_DIR
-
-
 def builtin_clip_spec() -> tuple[str, str]:
     """(open_clip model name, checkpoint path) of the built-in reward CLIP; registers the config."""
     register_builtin_clip()
