@@ -3,7 +3,7 @@ in images/s, for the built-in shapes model and a random-weight Stable Diffusion 
 pipeline at 512 px; eager vs torch.compile (compile time reported apart), PyTorch SDPA vs xformers,
 several batch sizes; FLOPs per image (FlopCounterMode) and achieved TFLOP/s against the card's peak.
 
-The measurement code lives in `findcli.bench` (section "denoiser") so that `find bench` runs it from
+The measurement code lives in `findcli.bench.denoiser` so that `find bench` runs it from
 any install; this script is the standalone entry point.
 
 Run:  python benchmarks/bench_denoiser.py [--quick] [--device cuda|cpu] [--dtype fp16|bf16|fp32]

@@ -3,7 +3,7 @@ alignment gain at each T — a short FIND run at that T, then the judge's succes
 vs N(0, I) on the same ε (findcli.evaluation.evaluate_prompt). A related method reports that gains
 of initial-noise optimisation shrink as the number of steps grows; this measures it for FIND.
 
-The measurement code lives in `findcli.bench` (section "steps_sweep").
+The measurement code lives in `findcli.bench.steps_sweep`.
 
 Run:  python benchmarks/bench_steps.py [--quick] [--device cuda|cpu] [--dtype ...] [--json FILE]
       find bench --only steps_sweep

@@ -1,27 +1,37 @@
-"""`find bench`: the CLI contract (sections, JSON keys, errors) and the pieces the numbers rest on
-(FLOP counting on a meta-device copy, the peak table, the cheap reward). No timings are asserted."""
+"""`find bench`: the CLI contract (sections, JSON keys, errors), the pieces the numbers rest on (FLOP
+counting on a meta-device copy, the peak table, the cheap reward, the timing helper's call counts),
+and the layering (the benchmark code is a package: nothing loads benchmarks/ by path, no library
+module imports a command module). No timings are asserted."""
 
+import ast
 import dataclasses
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from findcli import bench
+from findcli.bench import kernels as bench_kernels
+from findcli.bench import plans
+from findcli.bench.timing import time_call
 from findcli.errors import FindError
 from findcli.main import app
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def tiny_quick(monkeypatch):
     """The quick plan cut to seconds: the tiny pipeline only, 2 steps, one timed iteration."""
     plan = dataclasses.replace(
-        bench.QUICK, models=("tiny",), steps=2, batches={"tiny": (2,)}, variant_batch={"tiny": 2}, row_budget_s=0.0,
+        plans.QUICK, models=("tiny",), steps=2, batches={"tiny": (2,)}, variant_batch={"tiny": 2}, row_budget_s=0.0,
         e2e_models=("tiny",), e2e_overrides={"default": {"steps": 2, "batch": 3}, "paper": {"steps": 2}},
         e2e_warmup=1, e2e_iterations=1, sweep_models=("tiny",), sweep_steps=(1, 2), sweep_batch=2,
     )
-    monkeypatch.setattr(bench, "QUICK", plan)
+    monkeypatch.setattr(plans, "QUICK", plan)  # run_bench reads plans.QUICK at call time
     return plan
 
 
@@ -83,10 +93,114 @@ def test_parse_sections_accepts_repeats_and_comma_lists():
         bench.parse_sections([" , "])
 
 
-def test_missing_benchmarks_folder_says_what_to_do(monkeypatch, tmp_path):
-    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path / "nowhere")
-    with pytest.raises(FindError, match="editable install"):
-        bench.load_script("bench_kernels")
+def test_kernels_section_runs_from_the_package(monkeypatch):
+    """The kernels benchmark is findcli.bench.kernels (it installs with the wheel), not a script loaded
+    from a source checkout; quick on a CPU: eager rows timed, compile and Triton skipped with reasons."""
+    monkeypatch.setattr(bench_kernels, "QUICK_SCALES", [("tiny", 2, 64)])
+    assert Path(bench_kernels.__file__).resolve().parent == REPO / "findcli" / "bench"
+    result = bench_kernels.run(quick=True, device="cpu")
+    assert set(result) == {"benchmark", "device", "date", "torch", "triton", "quick", "copy_gbps", "rows"}
+    rows = {(r["op"], r["pass"], r["impl"]): r for r in result["rows"]}
+    assert len(rows) == 12 == len(result["rows"])  # 4 (op, pass) x 3 impls at the one scale
+    for (op, pass_, impl), r in rows.items():
+        assert set(r) == {"scale", "K", "D", "op", "pass", "impl", "ms", "floor_bytes", "gbps", "frac_of_copy",
+                          "compile_s", "status"}
+        if impl == "eager":
+            assert r["status"] == "ok" and r["ms"] > 0 and r["compile_s"] is None, r
+            assert r["floor_bytes"] == 4 * 2 * 64 * {"sample": 1, "policy_loss": 1 if pass_ == "fwd" else 2, "step": 3}[op]
+        else:
+            assert r["status"].startswith("skipped: ") and r["ms"] is None, r
+    assert "tiny" in bench_kernels.format_table(result)
+
+
+def test_benchmark_scripts_are_thin_entry_points(monkeypatch, capsys):
+    """benchmarks/bench_*.py hold no measurement code: they import it from findcli.bench and time nothing."""
+    scripts = ("bench_kernels", "bench_denoiser", "bench_end_to_end", "bench_steps")
+    for name in scripts:
+        tree = ast.parse((REPO / "benchmarks" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert any(m and m.startswith("findcli.bench") for m in imported), name
+        names = {n.attr if isinstance(n, ast.Attribute) else n.id for n in ast.walk(tree)
+                 if isinstance(n, (ast.Attribute, ast.Name))}
+        assert not names & {"perf_counter", "do_bench", "synchronize"}, name
+    # The kernels script keeps its flags (--quick, --device, --json) and its plain table.
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bench_kernels_script", REPO / "benchmarks" / "bench_kernels.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.run is bench_kernels.run
+    monkeypatch.setattr(bench_kernels, "QUICK_SCALES", [("tiny", 2, 64)])
+    assert script.main(["--quick", "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.startswith("device: cpu   copy bandwidth: ")
+
+
+def test_time_call_warms_up_then_takes_the_median_of_the_timed_calls():
+    calls = []
+    t = time_call(lambda: calls.append(1), torch.device("cpu"), budget_s=0.0, warmup=3, min_reps=5)
+    assert len(calls) == 3 + 5 and t.reps == 5 and t.first_s >= 0 and t.median_s >= 0  # warm-ups stay out
+    calls.clear()
+    t = time_call(lambda: calls.append(1), torch.device("cpu"), budget_s=60.0, min_reps=2, max_reps=4)
+    assert len(calls) == 1 + 4 and t.reps == 4  # the cap ends a long budget
+    first, median, reps = t  # unpacks like the (first, median, reps) tuple it replaced
+    assert (first, median, reps) == (t.first_s, t.median_s, t.reps)
+
+
+def _modules():
+    """(path, dotted name, is package) of every module the wheel installs: findcli/ and kernels/ (findcli.kernels)."""
+    for base, pkg in ((REPO / "findcli", "findcli"), (REPO / "kernels", "findcli.kernels")):
+        for path in sorted(base.rglob("*.py")):
+            parts = path.relative_to(base).with_suffix("").parts
+            is_pkg = parts[-1] == "__init__"
+            yield path, ".".join((pkg, *(parts[:-1] if is_pkg else parts))), is_pkg
+
+
+def _imports(tree: ast.AST, name: str, is_pkg: bool) -> set[str]:
+    """Absolute names a module imports (relative imports resolved; `from a import b` gives a and a.b)."""
+    out = set()
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            out.update(a.name for a in n.names)
+        elif isinstance(n, ast.ImportFrom):
+            if n.level:
+                base = name.split(".") if is_pkg else name.split(".")[:-1]
+                base = base[: len(base) - (n.level - 1)]
+                mod = ".".join(base + ([n.module] if n.module else []))
+            else:
+                mod = n.module
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in n.names)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value.startswith("findcli."):
+            out.add(n.value)  # importlib.import_module("findcli....")
+    return out
+
+
+CLI_LAYER = ("findcli.commands", "findcli.main", "findcli.entry")  # may import the library, not the reverse
+
+
+def test_no_library_module_imports_a_command_module_or_loads_benchmarks():
+    assert any(name == "findcli.bench.kernels" for _, name, _ in _modules())  # the scan sees the bench package
+    # Loading by file path is fine for user files (--reward path.py:function) but not for code that
+    # ships beside the package: a module that locates files from its own __file__ must not exec them.
+    loaders = {"spec_from_file_location", "SourceFileLoader", "run_path"}
+    bad = []
+    for path, name, is_pkg in _modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        where = path.relative_to(REPO)
+        if not any(name == c or name.startswith(c + ".") for c in CLI_LAYER):
+            for imp in _imports(tree, name, is_pkg):
+                if imp == "findcli.commands" or imp.startswith("findcli.commands."):
+                    bad.append(f"{where} imports {imp}")
+        docstrings = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Expr)}
+        names = {n.attr if isinstance(n, ast.Attribute) else n.id: n.lineno for n in ast.walk(tree)
+                 if isinstance(n, ast.Attribute | ast.Name)}
+        if "__file__" in names and loaders & set(names):
+            bad.append(f"{where}:{names[min(loaders & set(names))]} loads a module by a path next to its own file")
+        for n in ast.walk(tree):
+            if (isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+                    and re.search(r"^benchmarks$|(^|[/\\])benchmarks[/\\][\w/.-]*\.py\b", n.value)):
+                bad.append(f"{where}:{n.lineno} names a path in benchmarks/: {n.value[:80]!r}")
+    assert not bad, "\n".join(bad)
 
 
 def test_meta_device_flop_count_matches_counting_the_real_forward():
@@ -157,7 +271,7 @@ def test_steps_sweep_alignment_row_with_a_stand_in_builtin_model(tiny_quick, mon
 
     plan = dataclasses.replace(tiny_quick, sweep_models=("builtin",), sweep_steps=(2,), find_iterations=2,
                                find_batch=3, eval_n=4)
-    monkeypatch.setattr(bench, "QUICK", plan)
+    monkeypatch.setattr(plans, "QUICK", plan)
     stand_in = build_tiny_pipeline()
     monkeypatch.setattr(bench.Models, "pipe", lambda self, name: stand_in)
     monkeypatch.setattr(bench.Models, "reward", lambda self, name: (bench.colourfulness_reward, "colourfulness"))

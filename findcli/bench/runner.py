@@ -1,0 +1,116 @@
+"""Running sections: `--only` parsing, `run_bench` (what `find bench` calls) and the scripts' entry point."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import replace
+from typing import Callable
+
+import torch
+
+from findcli.bench import plans
+from findcli.bench.meta import meta
+from findcli.bench.models import Models
+from findcli.bench.plans import SECTIONS
+from findcli.bench.timing import threads_for
+from findcli.errors import FindError
+
+
+def parse_sections(values: list[str] | None) -> list[str]:
+    """--only values (repeatable, or comma lists) -> sections in canonical order; all when empty."""
+    if not values:
+        return list(SECTIONS)
+    wanted = []
+    for value in values:
+        for name in value.split(","):
+            name = name.strip().replace("-", "_")
+            if not name:
+                continue
+            if name not in SECTIONS:
+                raise FindError(f"unknown benchmark section {name!r} in --only; choose from {', '.join(SECTIONS)} "
+                                "(repeat --only or give a comma list)")
+            wanted.append(name)
+    if not wanted:
+        raise FindError(f"--only named no section; choose from {', '.join(SECTIONS)}")
+    return [s for s in SECTIONS if s in wanted]
+
+
+def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: torch.dtype,
+              compile: bool | None = None, command: str = "find bench",
+              log: Callable[[str], None] | None = None,
+              on_section: Callable[[dict], None] | None = None) -> dict:
+    """Run the chosen sections; returns {"meta", "kernels", "denoiser", "end_to_end", "steps_sweep"}.
+
+    The plan is `plans.QUICK` or `plans.FULL`, read at call time (tests shrink it there).
+    `on_section(result)` is called after each section with the result so far (for incremental JSON).
+    """
+    from findcli.bench import kernels  # imported on use: it loads the Triton kernels
+    from findcli.bench.denoiser import denoiser
+    from findcli.bench.end_to_end import end_to_end
+    from findcli.bench.steps_sweep import steps_sweep
+
+    plan = plans.QUICK if quick else plans.FULL
+    if compile is not None:
+        plan = replace(plan, compile=compile)
+    log = log or _stderr
+    result: dict = {"meta": meta(plan, device, dtype, sections, command)}
+    result.update({s: None for s in SECTIONS})
+    models = Models(device, dtype, log)
+    with threads_for(plan.quick, device):
+        for section in sections:
+            log(f"[{section}]")
+            t0 = time.perf_counter()
+            if section == "kernels":
+                result["kernels"] = kernels.run(quick, str(device))
+            elif section == "denoiser":
+                result["denoiser"] = denoiser(plan, models, log)
+            elif section == "end_to_end":
+                result["end_to_end"] = end_to_end(plan, models, log)
+            elif section == "steps_sweep":
+                result["steps_sweep"] = steps_sweep(plan, models, log)
+            result["meta"]["section_s"][section] = round(time.perf_counter() - t0, 2)
+            if on_section is not None:
+                on_section(result)
+    return result
+
+
+def _stderr(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def script_main(section: str, argv: list[str] | None = None) -> int:
+    """The `python benchmarks/bench_<section>.py` entry point: one section, a table, optional JSON."""
+    import argparse
+    import json
+
+    from rich.console import Console
+
+    from findcli.bench.tables import tables
+    from findcli.pipeline import resolve_device, resolve_dtype
+
+    parser = argparse.ArgumentParser(description=f"find bench --only {section}")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized run (under a minute)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    parser.add_argument("--json", default=None, help="write the result here as JSON")
+    args = parser.parse_args(argv)
+    try:
+        dev = resolve_device(args.device)
+        result = run_bench([section], args.quick, dev, resolve_dtype(args.dtype, dev),
+                           compile=False if args.no_compile else None, command=" ".join(["python", *sys.argv]))
+    except FindError as e:
+        _stderr(f"error: {e}")
+        return 2
+    if args.json:
+        from findcli.atomic import write_text
+
+        write_text(args.json, json.dumps(result, indent=2) + "\n")
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 220)  # logs and pipes: keep each row on one line
+    for table in tables(result):
+        console.print(table)
+    return 0
