@@ -3,7 +3,7 @@
 # path, timed with /usr/bin/time -v, then a paired `find eval` (n = 64) of baseline vs the policy
 # (eval noise namespace: never a training ε, findcli/seeds.py).
 # Usage: benchmarks/acceptance.sh [OUTDIR]   (default runs/acceptance); run from the repo root with the
-# project's .venv. Results: OUTDIR/time.txt, OUTDIR/train.log, OUTDIR/eval.json, OUTDIR/before_after.png.
+# project's .venv. Results: OUTDIR/time.txt, OUTDIR/train.log, OUTDIR/eval.json, OUTDIR/out.before_after.png.
 set -euo pipefail
 out=${1:-runs/acceptance}
 mkdir -p "$out"

@@ -41,20 +41,17 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. iterations=30 lr=0.05")
     args = ap.parse_args()
 
-    from findcli import atomic
-    from findcli.commands.eval import slug
+    from findcli import atomic, shapes
     from findcli.config import default
     from findcli.engine import FindTrainer
-    from findcli.evaluation import evaluate_prompt, summarize
-    from findcli.pipeline import SamplerSettings, load_pipeline, resolve_device, resolve_dtype
-    from findcli.rewards import build_reward
-    from findcli.shapes.judge import load_suite
+    from findcli.evaluation import evaluate_prompt, slug, summarize
+    from findcli.pipeline import SamplerSettings, load_runtime
+    from findcli.training import build_reward
 
-    dev = resolve_device(args.device)
-    pipe = load_pipeline(None, dev, resolve_dtype("auto", dev))
-    reward = build_reward("clip", dev, reward_model="builtin")
-    train_reward = reward if args.reward == "clip" else build_reward(args.reward, dev, reward_model="builtin")
-    suite = load_suite(args.suite)[args.start:]
+    dev, _, pipe, _ = load_runtime(None, args.device)
+    reward, _ = build_reward("clip", None, None, dev)
+    train_reward = reward if args.reward == "clip" else build_reward(args.reward, None, None, dev)[0]
+    suite = shapes.load_suite(args.suite)[args.start:]
     if args.limit:
         suite = suite[: args.limit]
     overrides = {}

@@ -46,7 +46,7 @@ def template_specs() -> dict[str, list[Spec]]:
     }
     for r in RELATIONS:
         t[r] = [Spec("relation", p, relation=r) for p in pairs]
-    for word, k in COUNTS.items():
+    for k in COUNTS.values():
         t[f"count {k}"] = [Spec("count", (o,), count=k) for o in objs]
     return t
 

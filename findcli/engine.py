@@ -16,6 +16,11 @@ One iteration reads top to bottom in two phases:
            --keep best scores the policy on a fixed validation draw every `validate_every` iterations
            and writes the best one at the end.
 
+Files: the policy OUT.pt (μ, σ, metadata: what users share), the checkpoint OUT.ckpt.pt beside it
+(value net, optimiser moments, replay buffer: what --resume reads), and the side files of
+findcli.report. SIGINT, SIGTERM and SIGHUP (Ctrl-C, Slurm/Kubernetes, a closed terminal) finish the
+iteration, save both, and end the run as interrupted; a second one aborts at once.
+
 Nothing is back-propagated through the sampler: only μ and log σ (and the value net) train.
 Iteration i draws its noise from findcli.seeds.noise_seed("train", seed, i), so a resumed run repeats an
 uninterrupted one and no eval, sample or picture draw (other namespaces) can equal a training draw.
@@ -23,7 +28,6 @@ uninterrupted one and no eval, sample or picture draw (other namespaces) can equ
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import deque
@@ -33,13 +37,17 @@ from typing import Callable
 
 import torch
 
-from findcli import atomic
+from findcli import report
 from findcli.config import TrainConfig
-from findcli.errors import FindError
-from findcli.pipeline import Rollout, SamplerSettings, latent_shape, text_features, warn
-from findcli.policy import GaussianPolicy, prior_noise, save_policy
+from findcli.errors import Aborted, FindError
+from findcli.pipeline import Rollout, SamplerSettings, is_builtin, latent_shape, text_features, warn
+from findcli.policy import GaussianPolicy, checkpoint_path, prior_noise, save_checkpoint, save_policy
 from findcli.seeds import noise_seed
 from findcli.value import RewardNormalizer, ValueNet, advantages
+
+# The signals that end a run gracefully (finish the iteration, save, exit as interrupted).
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+
 
 def iteration_seed(seed: int, iteration: int) -> int:
     """ε seed of training iteration `iteration` (namespace "train" of findcli.seeds)."""
@@ -52,13 +60,24 @@ class TrainResult:
     metrics: list[dict]
     interrupted: bool = False
     files: dict[str, str] = field(default_factory=dict)
+    stop_signal: str | None = None  # "SIGTERM", ... when interrupted by a signal
+
+
+@dataclass
+class Batch:
+    """What the SAMPLE phase of one iteration produced."""
+    z: torch.Tensor  # (K, C, h, w) latents drawn from the policy
+    logp_old: torch.Tensor  # (K,) their log-probs under the policy that drew them
+    raw: torch.Tensor  # (K,) rewards as the reward returned them (its dtype), on the device
+    rewards: torch.Tensor  # (K,) float32 copy of raw
+    check: torch.Tensor | None  # (K,) float64 check reward, or None
+    timing: dict[str, float]  # denoise_s, decode_s, reward_s
 
 
 class FindTrainer:
     """Holds the state of one FIND run; `run()` iterates, checkpoints, and writes the outputs."""
 
-    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, value_steps: int | None = None,
-                 check_reward=None):
+    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, check_reward=None):
         from findcli.kernels import get_backend
 
         self.cfg, self.pipe, self.reward = cfg, pipe, reward
@@ -75,14 +94,14 @@ class FindTrainer:
         self.value = ValueNet(self.policy.dim, self.text.numel(), cfg.value_hidden).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
         self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr)
-        self.value_steps = value_steps if value_steps is not None else (1 if cfg.preset == "paper" else 4)
         self.replay: deque[dict] = deque(maxlen=cfg.replay)
         self.metrics: list[dict] = []
         self.iteration = 0  # completed iterations
         self.bad_in_a_row = 0
-        self.value_started = False  # V's output offset is set from the first batch (see step)
+        self.value_started = False  # V's output offset is set from the first batch (ValueNet.start_at)
         self.last_checkpoint: Path | None = None
-        self._stop = False
+        self.checkpoint = checkpoint_path(self.out)
+        self._stop: int | None = None  # the signal number that asked the run to stop
         self.normalizer = RewardNormalizer(cfg.norm_window)
         # Guards against reward hacking: a check reward (never in the gradient) and --keep best.
         self.check_reward = check_reward  # None, or a reward; set to None for good if it fails
@@ -116,10 +135,11 @@ class FindTrainer:
             "last_log_sigma": self.policy.log_sigma.detach().cpu().clone(),
         }
 
-    def load_train_state(self, policy: GaussianPolicy, state: dict) -> None:
+    def load_train_state(self, state: dict) -> None:
+        """Continue the run saved in `state` (a checkpoint's train_state) exactly."""
         with torch.no_grad():
-            self.policy.mu.copy_(state.get("last_mu", policy.mu).reshape(-1))
-            self.policy.log_sigma.copy_(state.get("last_log_sigma", policy.log_sigma).reshape(-1))
+            self.policy.mu.copy_(state["last_mu"].reshape(-1))
+            self.policy.log_sigma.copy_(state["last_log_sigma"].reshape(-1))
         self.value.load_state_dict(state["value"])
         self.opt.load_state_dict(state["opt"])
         self.value_opt.load_state_dict(state["value_opt"])
@@ -140,8 +160,14 @@ class FindTrainer:
 
     def meta(self) -> dict:
         c = self.cfg
+        model = getattr(self.pipe, "find_source", c.model)
+        extra = {}
+        if is_builtin(model):
+            from findcli import shapes
+
+            extra["model_version"] = shapes.model_version()
         return {
-            "model": getattr(self.pipe, "find_source", c.model),
+            "model": model, **extra,
             "prompt": c.prompt,
             "scheduler": type(self.pipe.scheduler).__name__,
             "steps": c.steps, "guidance": c.guidance, "eta": c.eta, "height": c.height, "width": c.width,
@@ -151,9 +177,10 @@ class FindTrainer:
             "config": c.to_dict(),
         }
 
-    def save(self, with_state: bool = True, final: bool = False) -> None:
-        """Checkpoints hold the current policy; the final save of a --keep best run holds the best one
-        (its train state still holds the last policy, so --resume continues the run itself)."""
+    def save(self, final: bool = False) -> None:
+        """Write the checkpoint OUT.ckpt.pt (resumable state), then the policy OUT.pt. Checkpoints hold
+        the current policy; the final save of a --keep best run holds the best one in OUT.pt (the
+        checkpoint still holds the last policy, so --resume continues the run itself)."""
         self._check_finite()
         meta = self.meta()
         policy = self.kept_policy() if final else self.policy
@@ -162,7 +189,8 @@ class FindTrainer:
                             "scored_by": self.best["scored_by"], "last_iteration": self.iteration}
         elif final:
             meta["kept"] = {"mode": "last", "iteration": self.iteration}
-        save_policy(self.out, policy, meta, self.train_state() if with_state else None)
+        save_checkpoint(self.checkpoint, dict(meta, latent_shape=list(self.shape)), self.train_state())
+        save_policy(self.out, policy, meta)
         self.last_checkpoint = self.out
 
     def _check_finite(self) -> None:
@@ -234,73 +262,92 @@ class FindTrainer:
     # ------------------------------------------------------------------------------------------ one iteration
 
     def step(self) -> dict:
-        cfg, policy = self.cfg, self.policy
-        it = self.iteration
-        seed = iteration_seed(cfg.seed, it)
+        """One iteration: SAMPLE, then (unless the batch is unusable) UPDATE; returns its metrics."""
         t_start = time.perf_counter()
+        batch = self.sample()
+        if not torch.isfinite(batch.rewards).all():
+            return self._skip_bad_batch()
+        self.bad_in_a_row = 0
+        t0 = time.perf_counter()
+        upd = self.update(batch)
+        if upd is None:  # adv_norm running and no spread of rewards seen yet: nothing to learn from
+            self.iteration += 1
+            r = batch.rewards
+            m = {"iteration": self.iteration - 1, "skipped": False, "waiting_for_spread": True,
+                 "reward_mean": r.mean().item(), "reward_max": r.max().item(), "reward_min": r.min().item(),
+                 "reward_std": 0.0, **self.policy.stats()}
+            self.metrics.append(m)
+            return m
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        batch.timing["update_s"] = time.perf_counter() - t0
+        self.iteration += 1
+        m = self._metrics(batch, upd, time.perf_counter() - t_start)
+        self.metrics.append(m)
+        return m
 
-        # ---------------------------------------------------------------- SAMPLE phase
-        z, logp_old = policy.sample(seed, cfg.batch)  # (K, C, h, w), (K,)
+    # ---------------------------------------------------------------- SAMPLE phase
+
+    def sample(self) -> Batch:
+        """Draw K latents from this iteration's seed, denoise and decode them, score the images."""
+        cfg = self.cfg
+        seed = iteration_seed(cfg.seed, self.iteration)
+        z, logp_old = self.policy.sample(seed, cfg.batch)  # (K, C, h, w), (K,)
         images = self.rollout(z, seed)  # (K, 3, H, W) in [0, 1]
         timing = dict(self.rollout.last_timing)
         t0 = time.perf_counter()
         with torch.no_grad():
             raw = self.reward(images, [cfg.prompt] * cfg.batch).detach().to(self.device)  # (K,), the reward's dtype
-        rewards = raw.float()
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         timing["reward_s"] = time.perf_counter() - t0
         check = self._score_check(images, cfg.batch)  # (K,) float64 or None; never enters the gradient
+        return Batch(z, logp_old, raw, raw.float(), check, timing)
 
-        if not torch.isfinite(rewards).all():
-            self.bad_in_a_row += 1
-            self.iteration += 1
-            warn(f"iteration {it}: the reward returned non-finite values; batch skipped "
-                 f"({self.bad_in_a_row}/{cfg.max_bad_batches} in a row)")
-            if self.bad_in_a_row >= cfg.max_bad_batches:
-                where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
-                    "no checkpoint had been written yet"
-                raise FindError(f"the reward was non-finite for {self.bad_in_a_row} batches in a row; {where}; "
-                                "check the reward function and its inputs")
-            m = {"iteration": it, "skipped": True}
-            self.metrics.append(m)
-            return m
-        self.bad_in_a_row = 0
+    def _skip_bad_batch(self) -> dict:
+        cfg, it = self.cfg, self.iteration
+        self.bad_in_a_row += 1
+        self.iteration += 1
+        warn(f"iteration {it}: the reward returned non-finite values; batch skipped "
+             f"({self.bad_in_a_row}/{cfg.max_bad_batches} in a row)")
+        if self.bad_in_a_row >= cfg.max_bad_batches:
+            where = f"the last good checkpoint is {self.last_checkpoint}" if self.last_checkpoint else \
+                "no checkpoint had been written yet"
+            raise FindError(f"the reward was non-finite for {self.bad_in_a_row} batches in a row; {where}; "
+                            "check the reward function and its inputs")
+        m = {"iteration": it, "skipped": True}
+        self.metrics.append(m)
+        return m
 
-        # ---------------------------------------------------------------- UPDATE phase
-        t0 = time.perf_counter()
+    # ---------------------------------------------------------------- UPDATE phase
+
+    def update(self, batch: Batch) -> dict | None:
+        """Reward calibration, the value step, and the clipped-surrogate + KL steps on the replay
+        buffer. Returns the update's diagnostics, or None when the reward units are not set yet."""
+        cfg, policy = self.cfg, self.policy
         # Reward units. adv_norm "running": the value net lives in first-batch units u = (r - m0)/s0 and
         # A is divided by the running std s_t (RewardNormalizer), so r -> a·r + b leaves A unchanged and
         # the KL weight and the clip act against unit-spread advantages on every reward. "none": raw r.
         scale = 1.0
         if cfg.adv_norm == "running":
-            self.normalizer.observe(raw)
-            if not self.normalizer.ready:  # no spread seen yet (e.g. batch 1): nothing to learn from
-                self.iteration += 1
-                m = {"iteration": it, "skipped": False, "waiting_for_spread": True,
-                     "reward_mean": rewards.mean().item(), "reward_max": rewards.max().item(),
-                     "reward_min": rewards.min().item(), "reward_std": 0.0, **policy.stats()}
-                self.metrics.append(m)
-                return m
-            target = self.normalizer.units(raw)  # (K,) float32
+            self.normalizer.observe(batch.raw)
+            if not self.normalizer.ready:
+                return None
+            target = self.normalizer.units(batch.raw)  # (K,) float32
             scale = self.normalizer.scale()
         else:
-            target = rewards
+            target = batch.rewards
 
         # Reward calibration: V predicts the reward of the current distribution (before it moves).
         sigma = policy.log_sigma.detach().exp()
         if cfg.baseline == "value" and not self.value_started:
-            # Start V at the first batch's mean reward: an untrained V ≈ 0 would make every advantage
-            # share the sign of the reward scale and push μ, σ in a random direction for the first
-            # iterations, before the value net has caught up.
-            with torch.no_grad():
-                self.value.net[-1].bias.add_(target.mean() - self.value(policy.mu.detach(), sigma, self.text))
+            self.value.start_at(target.mean(), policy.mu.detach(), sigma, self.text)
             self.value_started = True
         v = self.value(policy.mu.detach(), sigma, self.text)
         adv = cfg.reward_weight * advantages(target, cfg.baseline, v) / scale  # (K,)
         value_loss = torch.zeros(())
         if cfg.baseline == "value":
-            for _ in range(self.value_steps):
+            for _ in range(cfg.value_steps):
                 value_loss = (self.value(policy.mu.detach(), sigma, self.text) - target).pow(2).mean()
                 self.value_opt.zero_grad(set_to_none=True)
                 value_loss.backward()
@@ -308,58 +355,61 @@ class FindTrainer:
 
         # Ratio clipping with historical data: the last M batches, each with the log-prob under the
         # policy that drew it; one Adam step per inner epoch over all of them at once.
-        self.replay.append({"z": z.reshape(cfg.batch, -1), "logp_old": logp_old, "adv": adv.detach()})
+        self.replay.append({"z": batch.z.reshape(cfg.batch, -1), "logp_old": batch.logp_old, "adv": adv.detach()})
         zs = torch.cat([e["z"] for e in self.replay])  # (M·K, D)
         lps = torch.cat([e["logp_old"] for e in self.replay])  # (M·K,)
         advs = torch.cat([e["adv"] for e in self.replay])  # (M·K,)
         agg = policy_update(policy, self.opt, zs, lps, advs, cfg)
         self._check_finite()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timing["update_s"] = time.perf_counter() - t0
-        t_iter = time.perf_counter() - t_start
+        return {"v": float(v.detach()), "value_loss": float(value_loss.detach()), "adv": adv.detach(),
+                "scale": scale, "agg": agg, "replay_samples": int(zs.shape[0])}
 
-        self.iteration += 1
-        r = rewards.detach().cpu()
+    # ---------------------------------------------------------------- metrics
+
+    def _metrics(self, batch: Batch, upd: dict, t_iter: float) -> dict:
+        cfg, r, adv, agg, v = self.cfg, batch.rewards.detach().cpu(), upd["adv"], upd["agg"], upd["v"]
         m = {
-            "iteration": it, "skipped": False,
+            "iteration": self.iteration - 1, "skipped": False,
             "reward_mean": r.mean().item(), "reward_max": r.max().item(), "reward_min": r.min().item(),
             "reward_std": r.std().item() if r.numel() > 1 else 0.0,
-            "value": float(v.detach()), "value_loss": float(value_loss.detach()),
+            "value": v, "value_loss": upd["value_loss"],
             # V in the reward's own units (the net predicts first-batch units under adv_norm running)
-            "value_reward": float(v.detach()) * self.normalizer.s0 + self.normalizer.m0
-            if cfg.adv_norm == "running" else float(v.detach()),
+            "value_reward": v * self.normalizer.s0 + self.normalizer.m0 if cfg.adv_norm == "running" else v,
             "adv_mean": adv.mean().item(), "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
-            "reward_scale": scale,
+            "reward_scale": upd["scale"],
             "approx_kl": agg.get("approx_kl", 0.0), "clipfrac": agg.get("clipfrac", 0.0),
             "ratio_mean": agg.get("ratio_mean", 1.0), "surrogate": agg.get("surrogate", 0.0),
-            "loss": agg.get("loss", 0.0), "replay_samples": int(zs.shape[0]),
-            **policy.stats(),
+            "loss": agg.get("loss", 0.0), "replay_samples": upd["replay_samples"],
+            **self.policy.stats(),
             "images_per_s": cfg.batch / t_iter,
-            **{k: round(v_, 6) for k, v_ in timing.items()}, "iter_s": round(t_iter, 6),
+            **{k: round(v_, 6) for k, v_ in batch.timing.items()}, "iter_s": round(t_iter, 6),
         }
-        if check is not None:
-            m.update(check_mean=float(check.mean()), check_min=float(check.min()), check_max=float(check.max()))
-        self.metrics.append(m)
+        if batch.check is not None:
+            c = batch.check
+            m.update(check_mean=float(c.mean()), check_min=float(c.min()), check_max=float(c.max()))
         return m
 
     # ------------------------------------------------------------------------------------------ loop
 
     def _request_stop(self, signum, frame):  # noqa: ARG002
-        if self._stop:  # a second Ctrl-C: stop now, without waiting for the iteration to end
-            raise KeyboardInterrupt
-        self._stop = True
-        warn("interrupted: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
+        name = signal.Signals(signum).name
+        if self._stop is not None:  # a second signal: stop now, without waiting for the iteration to end
+            where = f"the last checkpoint is {self.checkpoint}" if self.last_checkpoint else "nothing was saved"
+            raise Aborted(signum, f"aborted by a second {name}; {where}")
+        self._stop = signum
+        warn(f"{name}: finishing this iteration, then saving a checkpoint "
+             f"({'Ctrl-C' if name == 'SIGINT' else name} again to abort)")
 
     def run(self, on_iteration: Callable[[dict], None] | None = None, write_outputs: bool = True) -> TrainResult:
         cfg = self.cfg
-        previous = None
+        previous = {}
+        for sig in STOP_SIGNALS:
+            try:
+                previous[sig] = signal.signal(sig, self._request_stop)
+            except ValueError:  # not the main thread: signal handling is the caller's business
+                break
         try:
-            previous = signal.signal(signal.SIGINT, self._request_stop)
-        except ValueError:  # not the main thread: Ctrl-C handling is the caller's business
-            previous = None
-        try:
-            while self.iteration < cfg.iterations and not self._stop:
+            while self.iteration < cfg.iterations and self._stop is None:
                 m = self.step()
                 if cfg.keep == "best" and (self.iteration % cfg.validate_every == 0
                                            or self.iteration == cfg.iterations):
@@ -370,28 +420,28 @@ class FindTrainer:
                     self.save()
                     if write_outputs:
                         self.write_metrics()
+            interrupted = self._stop is not None and self.iteration < cfg.iterations
+            if interrupted and cfg.keep == "best" and self.iteration % cfg.validate_every != 0:
+                self.metrics[-1].update(self.validate())  # the policy at the interruption is a candidate too
+            self.save(final=True)
+            files = {"policy": str(self.out), "checkpoint": str(self.checkpoint)}
+            if write_outputs:
+                files.update(self.write_outputs(final=not interrupted))
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
-        interrupted = self._stop and self.iteration < cfg.iterations
-        if interrupted and cfg.keep == "best" and self.iteration % cfg.validate_every != 0:
-            self.metrics[-1].update(self.validate())  # the policy at the interruption is a candidate too
-        self.save(final=True)
-        files = {"policy": str(self.out)}
-        if write_outputs:
-            files.update(self.write_outputs(final=not interrupted))
-        return TrainResult(self.policy, self.metrics, interrupted, files)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        stop = signal.Signals(self._stop).name if interrupted else None
+        return TrainResult(self.policy, self.metrics, interrupted, files, stop)
 
     # ------------------------------------------------------------------------------------------ outputs
 
     def write_metrics(self) -> str:
-        path = self.out.parent / "metrics.jsonl"
-        atomic.write_text(path, "".join(json.dumps(m) + "\n" for m in self.metrics))
-        return str(path)
+        return report.write_metrics(self.metrics, report.side_file(self.out, "metrics"))
 
     def write_outputs(self, final: bool = True) -> dict[str, str]:
         files = {"metrics": self.write_metrics()}
-        files["reward_curve"] = write_reward_curve(self.metrics, self.out.parent / "reward_curve.png", self.cfg.prompt)
+        files["reward_curve"] = report.write_reward_curve(self.metrics, report.side_file(self.out, "reward_curve"),
+                                                          self.cfg.prompt)
         if final:
             files["before_after"] = self.write_before_after()
         return files
@@ -406,9 +456,8 @@ class FindTrainer:
         prompts = [self.cfg.prompt] * n
         r_before = self.reward(before, prompts).float().cpu()
         r_after = self.reward(after, prompts).float().cpu()
-        path = self.out.parent / "before_after.png"
-        write_before_after(before, after, r_before, r_after, path, self.cfg.prompt)
-        return str(path)
+        return report.write_before_after(before, after, r_before, r_after,
+                                         report.side_file(self.out, "before_after"), self.cfg.prompt)
 
 
 def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.Tensor, lps: torch.Tensor,
@@ -440,70 +489,6 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
             agg[k] = agg.get(k, 0.0) + float(val) / cfg.inner_epochs
         agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
     return agg
-
-
-# ---------------------------------------------------------------------------------------------- pictures
-
-
-def write_reward_curve(metrics: list[dict], path: Path, title: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [m for m in metrics if not m.get("skipped")]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if rows:
-        it = [m["iteration"] for m in rows]
-        ax.fill_between(it, [m["reward_min"] for m in rows], [m["reward_max"] for m in rows], alpha=0.25,
-                        label="batch min–max")
-        ax.plot(it, [m["reward_mean"] for m in rows], label="batch mean")
-        vrows = [m for m in rows if m.get("value_reward") is not None]
-        if vrows:
-            ax.plot([m["iteration"] for m in vrows], [m["value_reward"] for m in vrows], "--", label="value net V")
-    handles, labels = ax.get_legend_handles_labels()
-    crows = [m for m in rows if m.get("check_mean") is not None]
-    vals = [m for m in metrics if m.get("validation_score") is not None]
-    if crows or vals:  # the check reward (never in the gradient) and the --keep best validation scores
-        ax2 = ax.twinx()
-        if crows:
-            ax2.plot([m["iteration"] for m in crows], [m["check_mean"] for m in crows], color="tab:red",
-                     label="check reward (batch mean)")
-        if vals:
-            ax2.plot([m["iteration"] + 1 for m in vals], [m["validation_score"] for m in vals], "o:",
-                     color="tab:green", label="validation draw score")
-        ax2.set_ylabel("check / validation score")
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("reward")
-    ax.set_title(title[:80], fontsize=9)
-    ax.legend(handles, labels, fontsize=8)
-    fig.tight_layout()
-    atomic.write_with(path, lambda p: fig.savefig(p, dpi=120))
-    plt.close(fig)
-    return str(path)
-
-
-def write_before_after(before, after, r_before, r_after, path: Path, title: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = before.shape[0]
-    fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.4), squeeze=False)
-    for row, (imgs, rs, name) in enumerate([(before, r_before, "N(0, I)"), (after, r_after, "FIND")]):
-        for j in range(n):
-            ax = axes[row][j]
-            ax.imshow(imgs[j].detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy())
-            ax.set_title(f"{name}  r={float(rs[j]):.3f}", fontsize=7)
-            ax.axis("off")
-    fig.suptitle(f"{title[:80]}\n(same ε per column)", fontsize=8)
-    fig.tight_layout()
-    atomic.write_with(path, lambda p: fig.savefig(p, dpi=120))
-    plt.close(fig)
-    return str(path)
 
 
 def summarize_config(cfg: TrainConfig) -> str:

@@ -12,21 +12,57 @@ only knows the shapes world.
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
 import torch
 
+from findcli import limits
+from findcli.errors import FindError
 from findcli.pipeline import SamplerSettings
 from findcli.policy import GaussianPolicy
-from findcli.sampling import draw, paired_win_rate
+from findcli.sampling import draw, paired_win_rate, settings_from_meta
 
 
-def _arm(images: torch.Tensor, prompt: str, reward, spec) -> tuple[dict, dict, torch.Tensor]:
+def slug(prompt: str) -> str:
+    """File-name form of a prompt: policies for a suite live at DIR/<slug>.pt."""
+    return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")[:80]
+
+
+def read_suite(path: str | Path) -> list[tuple[str, str | None]]:
+    """(prompt, category or None) per line of a suite file: `category<TAB>prompt` or a bare prompt;
+    blank lines and # comments skipped. (On the built-in model shapes.load_suite also checks every
+    prompt against the grammar and gives bare prompts their template's category.)"""
+    path = Path(path)
+    if not path.is_file():
+        raise FindError(f"prompt file {str(path)!r} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise FindError(f"cannot read prompt file {str(path)!r} ({type(e).__name__}); pass a UTF-8 text file") from None
+    out = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        category, _, prompt = line.rpartition("\t")
+        out.append((" ".join(prompt.split()), category.strip() or None))
+    if not out:
+        raise FindError(f"{str(path)!r} holds no prompts (one per line; # starts a comment)")
+    return out
+
+
+def _arm(images: torch.Tensor, prompt: str, reward, builtin: bool) -> tuple[dict, dict, torch.Tensor]:
     r = reward(images, [prompt] * images.shape[0]).float().cpu()
     arm = {"success_rate": None, "mean_reward": float(r.mean())}
     constraints: dict = {}
-    if spec is not None:
-        from findcli.shapes.judge import judge
+    if builtin:
+        from findcli import shapes
 
-        ok, per = judge(images.cpu(), spec)
+        ok, per = shapes.judge_images(images, prompt)
         arm["success_rate"] = float(ok.float().mean())
         constraints = {k: float(v.float().mean()) for k, v in per.items()}
     return arm, constraints, r
@@ -35,22 +71,20 @@ def _arm(images: torch.Tensor, prompt: str, reward, spec) -> tuple[dict, dict, t
 def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int, seed: int,
                     policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16,
                     category: str | None = None) -> dict:
-    spec = None
     if builtin:
-        from findcli.shapes.world import parse_prompt
+        from findcli import shapes
 
-        spec = parse_prompt(prompt)
+        category = category or shapes.category(prompt)
     d = draw(pipe, prompt, settings, seed, n, policy, baseline=True, max_batch=max_batch)
-    record: dict = {"prompt": prompt, "n": n, "seed": seed,
-                    "category": category or (spec.category() if spec is not None else None)}
-    base, base_c, br = _arm(d.baseline_images, prompt, reward, spec)
+    record: dict = {"prompt": prompt, "n": n, "seed": seed, "category": category}
+    base, base_c, br = _arm(d.baseline_images, prompt, reward, builtin)
     record["baseline"] = base
-    record["per_constraint"] = {"baseline": base_c} if spec is not None else {}
+    record["per_constraint"] = {"baseline": base_c} if builtin else {}
     if policy is not None:
-        pol, pol_c, pr = _arm(d.policy_images, prompt, reward, spec)
+        pol, pol_c, pr = _arm(d.policy_images, prompt, reward, builtin)
         pol["win_rate"] = paired_win_rate(pr, br)
         record["policy"] = pol
-        if spec is not None:
+        if builtin:
             record["per_constraint"]["policy"] = pol_c
     return record
 
@@ -96,3 +130,76 @@ def rank_auc(score: torch.Tensor, positive: torch.Tensor) -> float:
         return float("nan")
     d = pos[:, None] - neg[None, :]
     return ((d > 0).float() + 0.5 * (d == 0).float()).mean().item()
+
+
+# ---------------------------------------------------------------------------------------------- `find eval`
+
+
+@dataclass
+class EvalRequest:
+    prompt: str | None = None  # one prompt ...
+    prompts: Path | None = None  # ... or a suite file
+    policy: Path | None = None  # the policy of --prompt
+    policy_dir: Path | None = None  # for a suite: DIR/<slug>.pt per prompt (missing ones: baseline only)
+    n: int = 64  # images per arm, paired ε
+    seed: int = 0  # the eval namespace's seed (never a training draw)
+    model: str | None = None  # None: the policies' model, else the built-in one
+    steps: int | None = None  # None: each policy's, else 20
+    guidance: float | None = None  # None: each policy's, else 7.5
+    reward: list[str] | None = None  # None: the first policy's reward, else the model's default
+    reward_model: str | None = None
+    max_batch: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+    kernels: str | None = None
+
+
+def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None = None) -> dict:
+    """`find eval`: every check before any model loads, then one paired record per prompt.
+    Returns {"records", "reward", "result"}: result is the JSON `--json` writes (a record for
+    --prompt; {"results", "summary"} for --prompts). `on_prompt(done, total)` reports progress."""
+    from findcli import shapes
+    from findcli.pipeline import latent_shape, load_runtime
+    from findcli.policy import check_latent_shape, load_policy
+    from findcli.training import build_reward, default_reward
+
+    r = request
+    if (r.prompt is None) == (r.prompts is None):
+        raise FindError("give exactly one of --prompt TEXT or --prompts FILE")
+    limits.check_all({"n": r.n, "seed": r.seed, "steps": r.steps, "guidance": r.guidance, "max_batch": r.max_batch})
+    if r.policy is not None and r.prompts is not None:
+        raise FindError("--policy goes with --prompt; for a suite use --policy-dir DIR (DIR/<slug>.pt per prompt)")
+    if r.prompts is not None:
+        suite = read_suite(r.prompts)
+        items = [(p, (r.policy_dir / f"{slug(p)}.pt") if r.policy_dir else None, c) for p, c in suite]
+    else:
+        if not r.prompt.strip():
+            raise FindError("the prompt is empty; pass --prompt \"a red cube on a blue sphere\"")
+        items = [(" ".join(r.prompt.split()), r.policy, None)]
+    pfs = {p: load_policy(path) for p, path, _ in items
+           if path is not None and (r.policy is not None or path.exists())}
+    first_meta = next(iter(pfs.values())).meta if pfs else {}
+    model = r.model or first_meta.get("model")
+    builtin = shapes.is_builtin(model)
+    if builtin:  # unknown words: one line listing the known ones (and the suite's line), before loading anything
+        if r.prompts is not None:
+            shapes.load_suite(r.prompts)
+        for p, _, _ in items:
+            shapes.check_prompt(p)
+    settings = {p: settings_from_meta(pfs[p].meta if p in pfs else {}, r.steps, r.guidance) for p, _, _ in items}
+    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels)
+    for pf in pfs.values():  # every policy must fit this model before any image is drawn
+        check_latent_shape(pf.policy, latent_shape(pipe, pf.meta.get("height"), pf.meta.get("width")),
+                           pf.meta.get("model"))
+    reward_fn, _ = build_reward(r.reward or first_meta.get("reward") or default_reward(model),
+                                r.reward_model or first_meta.get("reward_model"), model, dev)
+    records = []
+    for i, (p, _, category) in enumerate(items):
+        pf = pfs.get(p)
+        records.append(evaluate_prompt(pipe, p, settings[p], reward_fn, r.n, r.seed, pf.policy if pf else None,
+                                       builtin, r.max_batch, category))
+        if on_prompt is not None:
+            on_prompt(i + 1, len(items))
+    result: dict = records[0] if r.prompts is None else {"results": records, "summary": summarize(records)}
+    json.dumps(result)
+    return {"records": records, "reward": reward_fn.spec, "result": result}

@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from findcli import __version__
-from findcli.errors import FindError
+from findcli.errors import Aborted, FindError, UserCodeError
 
 
 def _click_class(name: str) -> type:
@@ -39,9 +39,22 @@ class _OneLineErrors(TyperGroup):
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
+        except UserCodeError as e:
+            # The bug is in the user's code: their traceback first, then one line saying whose it is.
+            import traceback
+
+            traceback.print_exception(type(e.original), e.original, e.original.__traceback__, file=sys.stderr)
+            _err(f"error: {e}")
+            sys.exit(e.exit_code)
         except FindError as e:
             _err(f"error: {e}")
             sys.exit(e.exit_code)
+        except Aborted as e:
+            _err(f"error: {e}")
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            _err("error: aborted")
+            sys.exit(130)
         except _Exit as e:
             sys.exit(e.exit_code)
         except _ClickException as e:

@@ -26,8 +26,6 @@ import torch
 
 from findcli.errors import FindError
 
-BUILTIN = "builtin"
-BUILTIN_PATH = Path(__file__).resolve().parent / "shapes" / "model"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -62,24 +60,32 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return _DTYPES[dtype]
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return {v: k for k, v in _DTYPES.items()}[dtype]
-
-
 # ---------------------------------------------------------------------------------------------- loading
 
 
 def is_builtin(model: str | None) -> bool:
-    return model in (None, "", BUILTIN) or (model is not None and Path(model).resolve() == BUILTIN_PATH)
+    from findcli import shapes
+
+    return shapes.is_builtin(model)
+
+
+def model_id(model: str | None) -> str:
+    """How a policy records --model: "builtin" for the shipped model (wherever findcli is installed),
+    a hub id as the id, a local folder as its absolute path."""
+    from findcli import shapes
+
+    if shapes.is_builtin(model):
+        return shapes.MODEL_ID
+    path = Path(str(model)).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
 
 
 def resolve_model(model: str | None) -> str:
     """Map the user's --model to something from_pretrained accepts; `None`/"builtin" -> the shipped model."""
-    if is_builtin(model):
-        if not (BUILTIN_PATH / "model_index.json").is_file():
-            raise FindError(f"the built-in shapes model is missing from {BUILTIN_PATH}; reinstall findcli "
-                            "or pass --model PATH_OR_HUB_ID")
-        return str(BUILTIN_PATH)
+    from findcli import shapes
+
+    if shapes.is_builtin(model):
+        return str(shapes.model_dir())
     assert model is not None
     path = Path(model).expanduser()
     if path.exists():
@@ -91,6 +97,27 @@ def resolve_model(model: str | None) -> str:
         return model
     raise FindError(f"model path {model!r} does not exist; pass an existing pipeline folder or a hub id like "
                     "'org/name'")
+
+
+def setup_runtime(device: str, dtype: str, kernels: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """Resolve --device/--dtype/--kernels once, with one-line errors (before any model is loaded)."""
+    from findcli.kernels import get_backend, set_backend
+
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    if kernels is not None:  # otherwise $FIND_KERNELS (read by the dispatcher), else auto
+        set_backend(kernels)
+    get_backend(dev)  # forcing triton where it cannot run is an error now, not after model loading
+    return dev, dt
+
+
+def load_runtime(model: str | None, device: str = "auto", dtype: str = "auto", kernels: str | None = None,
+                 attention: str = "sdpa", compile: bool = False):
+    """setup_runtime, then the pipeline with its throughput options: (device, dtype, pipe, used)."""
+    dev, dt = setup_runtime(device, dtype, kernels)
+    pipe = load_pipeline(model, dev, dt)
+    used = configure_pipeline(pipe, attention=attention, compile=compile)
+    return dev, dt, pipe, used
 
 
 def _offline() -> bool:
@@ -138,7 +165,7 @@ def load_pipeline(model: str | None, device: torch.device, dtype: torch.dtype):
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
-    pipe.find_source = source  # recorded in the policy metadata
+    pipe.find_source = model_id(model)  # recorded in the policy metadata: "builtin", a hub id or a folder
     return pipe
 
 

@@ -114,15 +114,32 @@ def check_latent_shape(policy: GaussianPolicy, shape: tuple[int, ...], model: ob
 
 
 # ----------------------------------------------------------------------------------------------------
-# Policy file: a torch.save'd dict of tensors and JSON-serialisable metadata, loadable with
-# torch.load(weights_only=True). Keys:
+# Policy file (what users share): a torch.save'd dict of tensors and JSON-serialisable metadata,
+# loadable with torch.load(weights_only=True). Keys:
 #   format       "findcli-policy"
 #   version      FORMAT_VERSION
 #   mu, log_sigma   float32 tensors of the latent shape
-#   meta         dict: latent_shape, model, prompt, scheduler, steps, guidance, eta, reward, seed,
-#                iteration, final_stats, config (all JSON types)
-#   train_state  optional dict (value net, optimisers, replay buffer) used by --resume only
+#   meta         dict: latent_shape, model ("builtin", a hub id or a folder), model_version (built-in
+#                model only), prompt, scheduler, steps, guidance, eta, height, width, reward,
+#                reward_model, seed, iteration, final_stats, config, kept (all JSON types)
+# Files written before the checkpoint split may also hold `train_state`; --resume still reads it.
+#
+# Training checkpoint (beside the policy, OUT.ckpt.pt; what --resume reads): format
+# "findcli-checkpoint", version, meta (as above), train_state (value net, optimiser moments, replay
+# buffer, metrics, the last μ/log σ). It is as large as the replay buffer; the policy stays 2·D floats.
 # ----------------------------------------------------------------------------------------------------
+
+CHECKPOINT_FORMAT = "findcli-checkpoint"
+CHECKPOINT_VERSION = 1
+
+# Meta keys a policy must carry (the prompt; sampling defaults the rest), and keys that may be absent (hand-written
+# metadata) but must have these JSON types when present (None allowed where listed).
+_META_REQUIRED: dict[str, tuple[type, ...]] = {"prompt": (str,)}
+_META_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "steps": (int,), "guidance": (int, float), "eta": (int, float), "model": (str, type(None)), "height": (int, type(None)), "width": (int, type(None)),
+    "reward": (str, type(None)), "reward_model": (str, type(None)), "seed": (int,),
+    "model_version": (str,), "config": (dict,), "iteration": (int,),
+}
 
 
 @dataclass
@@ -132,9 +149,23 @@ class PolicyFile:
     train_state: dict[str, Any] | None = field(default=None)
 
 
+def checkpoint_path(policy_path: str | Path) -> Path:
+    """OUT.ckpt.pt beside OUT.pt: the resumable state of the run that writes OUT.pt."""
+    p = Path(policy_path)
+    return p.with_name(p.stem + ".ckpt.pt")
+
+
+def _torch_bytes(blob: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    return buf.getvalue()
+
+
 def save_policy(path: str | Path, policy: GaussianPolicy, meta: dict[str, Any],
                 train_state: dict[str, Any] | None = None) -> None:
-    """Write the policy file atomically (temp file in the same directory, then rename)."""
+    """Write the policy file atomically (temp file in the same directory, then rename).
+    `train_state` embeds resumable state in the file itself (the old layout; the trainer writes
+    it to a separate checkpoint with save_checkpoint instead)."""
     meta = dict(meta, latent_shape=list(policy.latent_shape))
     json.dumps(meta)  # metadata must stay JSON-serialisable (other tools read it); fail loudly here if not
     blob = {
@@ -146,35 +177,100 @@ def save_policy(path: str | Path, policy: GaussianPolicy, meta: dict[str, Any],
     }
     if train_state is not None:
         blob["train_state"] = train_state
-    buf = io.BytesIO()
-    torch.save(blob, buf)
-    atomic.write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, _torch_bytes(blob))
+
+
+def save_checkpoint(path: str | Path, meta: dict[str, Any], train_state: dict[str, Any]) -> None:
+    json.dumps(meta)
+    atomic.write_bytes(path, _torch_bytes({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                                           "meta": meta, "train_state": train_state}))
+
+
+def _load_blob(path: Path, what: str, fix: str) -> dict:
+    if not path.is_file():
+        raise FindError(f"{what} {str(path)!r} does not exist; {fix}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise FindError(f"{what} {str(path)!r} is corrupt or not written by findcli ({type(e).__name__}); "
+                        f"{fix}") from None
+    if not isinstance(blob, dict):
+        raise FindError(f"{str(path)!r} is not a findcli {what}; {fix}")
+    return blob
+
+
+def check_meta(meta: Any, path: str | Path) -> dict[str, Any]:
+    """The policy's metadata as a dict, or one line naming the file, the key and the fix."""
+    fix = "re-train it with `find train`, or repair the key with torch.load/torch.save"
+    if not isinstance(meta, dict):
+        raise FindError(f"policy file {str(path)!r}: meta is a {type(meta).__name__}, not a dict; {fix}")
+    for key, types in {**_META_REQUIRED, **_META_OPTIONAL}.items():
+        if key not in meta:
+            if key in _META_REQUIRED:
+                raise FindError(f"policy file {str(path)!r}: meta has no {key!r}; {fix}")
+            continue
+        value = meta[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise FindError(f"policy file {str(path)!r}: meta[{key!r}] is {shown} "
+                            f"({type(value).__name__}); {fix}")
+    if not meta["prompt"].strip():
+        raise FindError(f"policy file {str(path)!r}: meta['prompt'] is empty; {fix}")
+    from findcli import limits
+
+    try:
+        limits.check_all({k: meta.get(k) for k in ("steps", "guidance", "eta", "height", "width", "seed")})
+    except FindError as e:
+        raise FindError(f"policy file {str(path)!r}: meta holds {e}; {fix}") from None
+    return dict(meta)
 
 
 def load_policy(path: str | Path, expected_shape: tuple[int, ...] | None = None) -> PolicyFile:
     """Read a policy file; every way it can be wrong gives a one-line FindError."""
     path = Path(path)
-    if not path.is_file():
-        raise FindError(f"policy file {str(path)!r} does not exist; train one with `find train PROMPT --out {path}`")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means the same thing to the user
-        raise FindError(f"policy file {str(path)!r} is corrupt or not a findcli policy ({type(e).__name__}); "
-                        "re-run `find train` to recreate it") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
-        raise FindError(f"{str(path)!r} is not a findcli policy file; pass a file written by `find train --out`")
+    blob = _load_blob(path, "policy file", f"train one with `find train PROMPT --out {path}`")
+    if blob.get("format") != FORMAT_NAME:
+        hint = f"; for a policy pass {str(path).replace('.ckpt.pt', '.pt')}" \
+            if blob.get("format") == CHECKPOINT_FORMAT else ""
+        raise FindError(f"{str(path)!r} is not a findcli policy file; pass a file written by `find train --out`{hint}")
     if blob.get("version") != FORMAT_VERSION:
         raise FindError(f"policy file {str(path)!r} has format version {blob.get('version')!r} but this findcli reads "
                         f"version {FORMAT_VERSION}; re-train it or use the findcli release that wrote it")
-    try:
-        mu, log_sigma, meta = blob["mu"], blob["log_sigma"], dict(blob["meta"])
-    except (KeyError, TypeError):
-        raise FindError(f"policy file {str(path)!r} is missing mu/log_sigma/meta; re-run `find train`") from None
+    if not all(k in blob for k in ("mu", "log_sigma", "meta")):
+        raise FindError(f"policy file {str(path)!r} is missing mu/log_sigma/meta; re-run `find train`")
+    mu, log_sigma = blob["mu"], blob["log_sigma"]
+    meta = check_meta(blob["meta"], path)
     if not (torch.is_tensor(mu) and torch.is_tensor(log_sigma)) or mu.shape != log_sigma.shape:
         raise FindError(f"policy file {str(path)!r} has malformed mu/log_sigma tensors; re-run `find train`")
     if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
         raise FindError(f"policy file {str(path)!r} holds non-finite parameters; re-train it")
-    pf = PolicyFile(GaussianPolicy(tuple(mu.shape), mu, log_sigma), meta, blob.get("train_state"))
+    state = blob.get("train_state")
+    pf = PolicyFile(GaussianPolicy(tuple(mu.shape), mu, log_sigma), meta, state if isinstance(state, dict) else None)
     if expected_shape is not None:
         check_latent_shape(pf.policy, expected_shape, meta.get("model"))
     return pf
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(meta, train_state) for --resume PATH: PATH may be the checkpoint OUT.ckpt.pt, or the policy
+    OUT.pt (its checkpoint beside it, or an older file that embeds its train state)."""
+    path = Path(path)
+    fix = "start a new run, optionally with --init it"
+    if path.name.endswith(".ckpt.pt"):
+        ckpt = path
+    else:
+        ckpt = checkpoint_path(path)
+        if not ckpt.is_file():
+            pf = load_policy(path)
+            if pf.train_state is None:
+                raise FindError(f"{str(path)!r} has no training checkpoint beside it ({ckpt.name} is missing) "
+                                f"and holds no training state itself; {fix}")
+            return pf.meta, pf.train_state
+    blob = _load_blob(ckpt, "training checkpoint", fix)
+    if blob.get("format") != CHECKPOINT_FORMAT or blob.get("version") != CHECKPOINT_VERSION:
+        raise FindError(f"{str(ckpt)!r} is not a findcli training checkpoint (version {CHECKPOINT_VERSION}); {fix}")
+    meta, state = blob.get("meta"), blob.get("train_state")
+    meta = check_meta(meta, ckpt)
+    if not isinstance(state, dict):
+        raise FindError(f"training checkpoint {str(ckpt)!r} holds no train_state; {fix}")
+    return meta, state

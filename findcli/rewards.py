@@ -225,21 +225,20 @@ def resolve_clip_model(reward_model: str | None) -> tuple[str, str, dict]:
     if reward_model is None:
         reward_model = DEFAULT_CLIP_MODEL
     if reward_model == "builtin":
-        from findcli.shapes import models as shapes_models
+        from findcli import shapes
 
-        shapes_models.register_builtin_clip()
-        arch, checkpoint = shapes_models.builtin_clip_spec()
+        arch, checkpoint = shapes.builtin_clip_spec()
         if not os.path.isfile(checkpoint):
             raise FindError(
-                f"the built-in CLIP checkpoint {checkpoint} is missing; train it with findcli.shapes.train "
+                f"the built-in CLIP checkpoint {checkpoint} is missing; retrain it (README: Development) "
                 f"(or reinstall findcli), or pass --reward-model ARCH:TAG."
             )
         return arch, str(checkpoint), {}
     arch, colon, source = reward_model.partition(":")
-    from findcli.shapes import models as shapes_models
+    from findcli import shapes
 
-    if arch == shapes_models.CLIP_NAME:  # the built-in architecture with other weights (e.g. retrained)
-        shapes_models.register_builtin_clip()
+    if arch == shapes.CLIP_NAME:  # the built-in architecture with other weights (e.g. retrained)
+        shapes.register_builtin_clip()
     if not colon or not source:
         if os.path.exists(reward_model) or os.sep in reward_model:
             raise FindError(
@@ -503,7 +502,8 @@ class ImageRewardScore:
         self.device = torch.device(device)
         self.dtype = dtype
         model = ImageRewardModel(med_config=os.path.join(root, "med_config.json"), device=self.device)
-        state = torch.load(os.path.join(root, "ImageReward.pt"), map_location="cpu", weights_only=False)
+        # A plain state dict (ImageReward's own loader calls load_state_dict on it): no pickle needed.
+        state = torch.load(os.path.join(root, "ImageReward.pt"), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=False)
         self.model = model.to(self.device, dtype).eval().requires_grad_(False)
         self._tokens: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -553,7 +553,10 @@ def load_user_function(name: str) -> Callable:
             module_spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[unique]
-            raise FindError(f"importing reward file {module_name} failed: {type(exc).__name__}: {exc}") from exc
+            from findcli.errors import UserCodeError
+
+            raise UserCodeError(f"importing reward file {module_name} failed: {type(exc).__name__}: {exc} (the "
+                                "traceback above is from that file)", exc) from exc
     else:
         try:
             module = importlib.import_module(module_name)
@@ -574,7 +577,14 @@ class UserReward:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        out = self.func(images, list(prompts))
+        try:
+            out = self.func(images, list(prompts))
+        except Exception as exc:  # noqa: BLE001 - the user's bug: keep its traceback, name the reward
+            from findcli.errors import UserCodeError
+
+            raise UserCodeError(f"the reward function {self.name} raised {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''} (the traceback above is from "
+                                "that function; fix it and re-run)", exc) from exc
         try:
             out = torch.as_tensor(out)
         except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,17 @@ from findcli.policy import GaussianPolicy
 class Draw:
     policy_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = μ + σ ⊙ ε
     baseline_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = ε (same ε)
+
+
+def settings_from_meta(meta: dict, steps: int | None = None, guidance: float | None = None) -> SamplerSettings:
+    """The sampler a policy was trained with (its metadata; defaults 20 steps, CFG 7.5, eta 0 when
+    there is no policy), with --steps/--guidance overriding; every number checked (findcli.limits)."""
+    from findcli import limits
+
+    limits.check_all({"steps": steps, "guidance": guidance})
+    return SamplerSettings(steps if steps is not None else meta.get("steps", 20),
+                           guidance if guidance is not None else meta.get("guidance", 7.5),
+                           meta.get("eta", 0.0), meta.get("height"), meta.get("width"))
 
 
 def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
@@ -41,3 +53,86 @@ def paired_win_rate(policy_rewards: torch.Tensor, baseline_rewards: torch.Tensor
     """Fraction of pairs (same ε) where the policy's image scores higher; ties count one half."""
     p, b = policy_rewards.float(), baseline_rewards.float()
     return float(((p > b).float() + 0.5 * (p == b).float()).mean())
+
+
+# ---------------------------------------------------------------------------------------------- `find sample`
+
+
+@dataclass
+class SampleRequest:
+    policy: Path  # the policy file
+    n: int = 8  # images to draw
+    seed: int = 0  # the sample namespace's seed
+    out_dir: Path | None = None  # PNGs, grid(s), rewards.json; None: ./samples
+    baseline: bool = False  # also N(0, I) on the same ε
+    model: str | None = None  # None: the policy's model
+    steps: int | None = None  # None: the policy's
+    guidance: float | None = None  # None: the policy's
+    reward: list[str] | None = None  # None: the policy's reward
+    reward_model: str | None = None
+    score: bool = True  # False: --no-reward
+    max_batch: int = 16
+    device: str = "auto"
+    dtype: str = "auto"
+    kernels: str | None = None
+    attention: str = "sdpa"
+    compile: bool = False
+
+
+def run_sample(request: SampleRequest) -> dict:
+    """`find sample`: draw from the policy (and N(0, I) on the same ε), score, write the images, the
+    grid(s) and rewards.json (each atomically). Returns the rewards.json record."""
+    import json
+
+    from findcli import atomic, limits
+    from findcli.pipeline import grid, latent_shape, load_runtime, to_pil
+    from findcli.policy import check_latent_shape, load_policy
+    from findcli.training import build_reward
+
+    r = request
+    limits.check_all({"n": r.n, "seed": r.seed, "max_batch": r.max_batch})
+    pf = load_policy(r.policy)
+    meta = pf.meta
+    settings = settings_from_meta(meta, r.steps, r.guidance)
+    out_dir = Path(r.out_dir or "samples")
+    atomic.check_writable(out_dir / "rewards.json")
+    model = r.model or meta.get("model")
+    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, r.attention, r.compile)
+    check_latent_shape(pf.policy, latent_shape(pipe, meta.get("height"), meta.get("width")), meta.get("model"))
+    _warn_if_builtin_changed(meta)
+    prompt = meta["prompt"]
+    d = draw(pipe, prompt, settings, r.seed, r.n, pf.policy, r.baseline, r.max_batch, purpose="sample")
+    record: dict = {"prompt": prompt, "policy": str(r.policy), "model": pipe.find_source, "seed": r.seed, "n": r.n,
+                    "steps": settings.steps, "guidance": settings.guidance, "eta": settings.eta}
+    if r.score:
+        reward_fn, _ = build_reward(r.reward or meta.get("reward") or "clip", r.reward_model or meta.get("reward_model"),
+                                    model, dev)
+        record["reward"] = reward_fn.spec
+        pr = reward_fn(d.policy_images, [prompt] * r.n).float().cpu()
+        record["policy_rewards"] = pr.tolist()
+        record["mean_policy_reward"] = float(pr.mean())
+        if r.baseline:
+            br = reward_fn(d.baseline_images, [prompt] * r.n).float().cpu()
+            record["baseline_rewards"] = br.tolist()
+            record["mean_baseline_reward"] = float(br.mean())
+            record["win_rate"] = paired_win_rate(pr, br)
+    for i, img in enumerate(to_pil(d.policy_images)):
+        atomic.write_with(out_dir / f"policy_{i:04d}.png", img.save)
+    atomic.write_with(out_dir / "grid.png", grid(d.policy_images).save)
+    if r.baseline:
+        for i, img in enumerate(to_pil(d.baseline_images)):
+            atomic.write_with(out_dir / f"baseline_{i:04d}.png", img.save)
+        atomic.write_with(out_dir / "grid_baseline.png", grid(d.baseline_images).save)
+    atomic.write_text(out_dir / "rewards.json", json.dumps(record, indent=2))
+    return record
+
+
+def _warn_if_builtin_changed(meta: dict) -> None:
+    """One line when a policy of the built-in model was trained on other shipped weights."""
+    from findcli import shapes
+    from findcli.pipeline import warn
+
+    recorded = meta.get("model_version")
+    if recorded and shapes.is_builtin(meta.get("model")) and recorded != shapes.model_version():
+        warn(f"this policy was trained on the built-in model {recorded}, this findcli ships "
+             f"{shapes.model_version()}: its images may differ from the ones it was trained for")

@@ -18,7 +18,7 @@ def build_tiny_pipeline():
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from findcli.shapes.models import write_tokenizer
+    from findcli.shapes import write_tokenizer
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(

@@ -27,6 +27,13 @@ class ValueNet(nn.Module):
         x = torch.cat([mu.reshape(-1), sigma.reshape(-1), text.reshape(-1)])
         return self.net(x).squeeze()
 
+    @torch.no_grad()
+    def start_at(self, target: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor) -> None:
+        """Shift the output bias so V(mu, sigma, text) = target (the first batch's mean reward): an
+        untrained V ≈ 0 would make every advantage share the sign of the reward's offset and push μ, σ
+        in a random direction for the first iterations, before the value net has caught up."""
+        self.net[-1].bias.add_(target - self(mu, sigma, text))
+
 
 def advantages(rewards: torch.Tensor, baseline: str, value: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample advantage A (K,) from rewards r (K,).

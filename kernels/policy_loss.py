@@ -33,8 +33,10 @@ from findcli.kernels import dispatch
 from findcli.kernels.dispatch import get_backend, tl, triton
 from findcli.kernels.gaussian import kl_to_standard_normal, log_density_from_sums, mean_log_density, sum_row_blocks
 
-RATIO_REFS = ("behaviour", "initial")
-KL_KINDS = ("exact", "l2")
+from findcli.config import CHOICES  # (the choices are defined once, beside the settings)
+
+RATIO_REFS = CHOICES["clip_ref"]  # ("behaviour", "initial")
+KL_KINDS = CHOICES["kl"]  # ("exact", "l2")
 # Layout of the small stats vector written by the rows kernel.
 STAT_NAMES = ("surrogate", "kl", "approx_kl", "clipfrac", "ratio_mean")
 

@@ -32,10 +32,10 @@ def test_empty_prompt(tiny_pipeline_dir, tmp_path):
 
 
 @pytest.mark.parametrize("flag,value,needle", [
-    ("--steps", 0, "--steps must be between"), ("--batch", 0, "--batch must be between"),
-    ("--lr", -1, "--lr must be in"), ("--clip", 1.5, "--clip must be in"), ("--clip", 0, "--clip must be in"),
-    ("--iterations", 0, "--iterations must be at least"), ("--eta", 2, "--eta must be in"),
-    ("--replay", 0, "--replay must be at least"),
+    ("--steps", 0, "--steps must be an integer in"), ("--batch", 0, "--batch must be an integer in"),
+    ("--lr", -1, "--lr must be a finite number in (0, 10]"), ("--clip", 1.5, "--clip must be a finite number in (0, 1)"), ("--clip", 0, "--clip must be a finite number in (0, 1)"),
+    ("--iterations", 0, "--iterations must be an integer in"), ("--eta", 2, "--eta must be a finite number in [0, 1]"),
+    ("--replay", 0, "--replay must be an integer in"),
 ])
 def test_out_of_range_settings(tiny_pipeline_dir, tmp_path, flag, value, needle):
     res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, flag, value, "--out", tmp_path / "o.pt", *CPU)
@@ -142,10 +142,10 @@ def test_init_with_mismatched_policy(tiny_pipeline_dir, tmp_path):
     assert not (tmp_path / "o.pt").exists()
 
 
-def test_resume_refuses_changed_settings(tiny_pipeline_dir, tmp_path):
+def test_resume_of_a_policy_without_a_checkpoint(tiny_pipeline_dir, tmp_path):
     _policy_file(tmp_path / "p.pt")
-    res = invoke("train", "--resume", tmp_path / "p.pt", "--lr", 0.1, *CPU)
-    assert_one_line_error(res, "training state")
+    res = invoke("train", "--resume", tmp_path / "p.pt", *CPU)
+    assert_one_line_error(res, "no training checkpoint beside it", "p.ckpt.pt")
 
 
 def test_eval_needs_exactly_one_prompt_source():

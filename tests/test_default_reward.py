@@ -3,7 +3,7 @@ Oracle: the reward recorded in the written policy file."""
 
 from typer.testing import CliRunner
 
-from findcli.commands.common import default_reward
+from findcli.training import default_reward
 from findcli.main import app
 from findcli.policy import load_policy
 

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from findcli.main import app
 from findcli.pipeline import Rollout, SamplerSettings, load_pipeline
-from findcli.policy import load_policy
+from findcli.policy import load_checkpoint, load_policy
 
 PROMPT = "a red cube on a blue sphere"
 FAST = ["--steps", "2", "--guidance", "3", "--device", "cpu", "--kernels", "torch", "--batch", "4",
@@ -53,7 +53,7 @@ def rewards(tiny_pipeline_dir, tmp_path_factory):
 
 
 def rows(out):
-    return [json.loads(line) for line in (out.parent / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out.parent / (out.stem + ".metrics.jsonl")).read_text().splitlines()]
 
 
 def test_check_reward_is_logged_and_never_enters_the_gradient(tiny_pipeline_dir, rewards, tmp_path):
@@ -67,7 +67,7 @@ def test_check_reward_is_logged_and_never_enters_the_gradient(tiny_pipeline_dir,
     rb = rows(b)
     assert all(abs(m["check_mean"] + m["reward_mean"]) < 1e-5 for m in rb)  # far = -main, logged per batch
     assert "check_mean" not in rows(a)[0]
-    assert (b.parent / "reward_curve.png").stat().st_size > 0
+    assert (b.parent / "out.reward_curve.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("which", ["boom", "nan"])
@@ -98,7 +98,7 @@ def test_keep_best_keeps_the_policy_the_check_reward_prefers(tiny_pipeline_dir, 
     scores = [m["validation_score"] for m in rows(best) if "validation_score" in m]
     assert len(scores) == 4 and max(scores) == scores[0] == pb.meta["kept"]["score"]
     # the train state still holds the last policy: --resume continues the run, not the kept one
-    assert not torch.equal(pb.train_state["last_mu"], pb.policy.mu.reshape(-1))
+    assert not torch.equal(load_checkpoint(best)[1]["last_mu"], pb.policy.mu.reshape(-1))
 
 
 def test_keep_best_without_a_check_reward_scores_the_main_reward(tiny_pipeline_dir, rewards, tmp_path):

@@ -9,7 +9,6 @@ AUC floors on generated images (the detector module itself never imports it: che
 from __future__ import annotations
 
 import ast
-import math
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,6 @@ Tests that need the trained weights skip, with the reason, when the weights are 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from findcli.main import app
 from findcli.pipeline import Rollout, SamplerSettings, load_pipeline
-from findcli.policy import GaussianPolicy, load_policy, save_policy
+from findcli.errors import INTERRUPTED_EXIT
+from findcli.policy import GaussianPolicy, load_checkpoint, load_policy, save_policy
 
 PROMPT = "a red cube on a blue sphere"
 FAST = ["--steps", "2", "--guidance", "3", "--device", "cpu", "--kernels", "torch"]
@@ -56,7 +57,7 @@ def test_train_raises_synthetic_reward_toward_known_optimum(tiny_pipeline_dir, t
     res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, "--reward", write_reward(d), "--batch", 16,
                  "--iterations", 24, "--out", out, *FAST)
     assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in (out.parent / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out.parent / (out.stem + ".metrics.jsonl")).read_text().splitlines()]
     assert len(rows) == 24
     first = sum(m["reward_mean"] for m in rows[:3]) / 3
     last = sum(m["reward_mean"] for m in rows[-4:]) / 4
@@ -68,8 +69,9 @@ def test_train_raises_synthetic_reward_toward_known_optimum(tiny_pipeline_dir, t
     cos = torch.nn.functional.cosine_similarity(pf.policy.mu, z_star.flatten(), dim=0).item()
     # A random direction in 256 dimensions has |cos| ≈ 1/16; μ must have turned toward z*.
     assert cos > 0.2, cos
-    for name in ("metrics.jsonl", "reward_curve.png", "before_after.png"):
-        assert (out.parent / name).stat().st_size > 0
+    for name in ("metrics.jsonl", "reward_curve.png", "before_after.png"):  # named after the policy
+        assert (out.parent / f"out.{name}").stat().st_size > 0
+    assert not (out.parent / "metrics.jsonl").exists()
     assert pf.meta["prompt"] == PROMPT and pf.meta["iteration"] == 24 and pf.meta["steps"] == 2
     assert pf.meta["final_stats"]["reward_mean"] == rows[-1]["reward_mean"]
 
@@ -87,10 +89,12 @@ def test_resume_gives_the_same_policy_as_an_uninterrupted_run(tiny_pipeline_dir,
     pa, pb = load_policy(a), load_policy(b)
     assert pb.meta["iteration"] == 5
     assert torch.equal(pa.policy.mu, pb.policy.mu) and torch.equal(pa.policy.log_sigma, pb.policy.log_sigma)
-    assert [m["reward_mean"] for m in pa.train_state["metrics"]] == [m["reward_mean"] for m in pb.train_state["metrics"]]
+    _, sa = load_checkpoint(a)
+    _, sb = load_checkpoint(b)
+    assert [m["reward_mean"] for m in sa["metrics"]] == [m["reward_mean"] for m in sb["metrics"]]
 
 
-def test_ctrl_c_saves_a_checkpoint_and_exits_zero(tiny_pipeline_dir, target, tmp_path):
+def test_ctrl_c_saves_a_checkpoint_and_exits_with_the_interrupted_status(tiny_pipeline_dir, target, tmp_path):
     _, _, d = target
     reward = write_reward(d, "if CALLS[0] == 2: os.kill(os.getpid(), signal.SIGINT)", name="interrupt")
     out = tmp_path / "out.pt"
@@ -98,10 +102,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_zero(tiny_pipeline_dir, target, tmp
     res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, "--reward", reward, "--batch", 2,
                  "--iterations", 50, "--out", out, *FAST)
     assert signal.getsignal(signal.SIGINT) is previous  # handler restored
-    assert res.exit_code == 0, res.output
-    assert "interrupted" in res.output and "--resume" in res.output
+    assert res.exit_code == INTERRUPTED_EXIT, res.output
+    assert "interrupted by SIGINT" in res.output and "--resume" in res.output
     pf = load_policy(out)
-    assert pf.meta["iteration"] == 2 and pf.train_state is not None
+    assert pf.meta["iteration"] == 2 and pf.train_state is None  # the policy file stays small
+    assert load_checkpoint(out)[1]["iteration"] == 2
 
 
 def test_non_finite_rewards_skip_then_abort_without_half_written_files(tiny_pipeline_dir, target, tmp_path):
@@ -112,7 +117,7 @@ def test_non_finite_rewards_skip_then_abort_without_half_written_files(tiny_pipe
                  "--iterations", 3, "--out", out, *FAST)
     assert res.exit_code == 0, res.output
     assert "non-finite" in res.stderr
-    rows = [json.loads(x) for x in (out.parent / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (out.parent / (out.stem + ".metrics.jsonl")).read_text().splitlines()]
     assert [m["skipped"] for m in rows] == [False, True, False]
 
     always = write_reward(d, "r = r * float('inf')", name="inf_always")

@@ -1,72 +1,122 @@
-"""Small helpers the commands share: runtime setup, pipeline + reward construction, console."""
+"""What the commands share: the console (user text is never markup), choice types, and a progress
+display that is a rich bar on a terminal and plain lines in a pipe or a batch log."""
 
 from __future__ import annotations
 
+import io
 import sys
-from pathlib import Path
+import time
+from enum import Enum
 
 from rich.console import Console
-
-from findcli.errors import FindError
-
-console = Console(stderr=False, highlight=False)
+from rich.markup import escape
 
 
-def runtime(device: str, dtype: str, kernels: str | None = None):
-    """Resolve --device/--dtype/--kernels once, with one-line errors."""
-    from findcli.kernels import get_backend, set_backend
-    from findcli.pipeline import resolve_device, resolve_dtype
+class _SafeStdout(io.TextIOBase):
+    """sys.stdout that goes quiet instead of raising when the reader has gone (`find train … | head`):
+    the run must go on and save its files; only what it prints is lost."""
 
-    dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
-    if kernels is not None:  # otherwise $FIND_KERNELS (read by the dispatcher), else auto
-        set_backend(kernels)
-    get_backend(dev)  # forcing triton where it cannot run is an error now, not after model loading
-    return dev, dt
+    def __init__(self):
+        self.closed_pipe = False
 
+    @property
+    def _out(self):
+        return sys.stdout
 
-def load(model, dev, dt, attention: str = "sdpa", compile: bool = False):
-    from findcli.pipeline import configure_pipeline, load_pipeline
+    def write(self, s: str) -> int:
+        if not self.closed_pipe:
+            try:
+                self._out.write(s)
+            except BrokenPipeError:
+                self._quiet()
+        return len(s)
 
-    with console.status(f"loading {model or 'the built-in shapes model'} …"):
-        pipe = load_pipeline(model, dev, dt)
-        used = configure_pipeline(pipe, attention=attention, compile=compile)
-    return pipe, used
+    def flush(self) -> None:
+        if not self.closed_pipe:
+            try:
+                self._out.flush()
+            except BrokenPipeError:
+                self._quiet()
 
+    def _quiet(self) -> None:
+        import os
 
-# `find train`'s reward on the built-in shapes model when --reward is not given: the built-in detector,
-# chosen by measurement (benchmarks/RESULTS.md §6: AUC of its score for the judge's success on the
-# generator's own images ≥ 0.97 on six of the seven relations vs 0.47-0.85 for the built-in CLIP).
-# Other models keep TrainConfig.reward ("clip").
-BUILTIN_DEFAULT_REWARD = "find-shapes-detector"
+        self.closed_pipe = True
+        try:  # point fd 1 at /dev/null so the interpreter's own flush at exit cannot fail either
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
 
+    def isatty(self) -> bool:
+        try:
+            return self._out.isatty()
+        except (ValueError, AttributeError):
+            return False
 
-def default_reward(model) -> str:
-    """The reward used when none is given: the detector on the built-in model, clip elsewhere."""
-    from findcli.config import TrainConfig
-    from findcli.pipeline import is_builtin
+    def fileno(self) -> int:
+        return self._out.fileno()
 
-    return BUILTIN_DEFAULT_REWARD if is_builtin(model) else TrainConfig.reward
-
-
-def reward_for(spec, reward_model, model, dev):
-    """Build the reward; `clip` on the built-in model defaults to the built-in CLIP."""
-    from findcli.pipeline import is_builtin
-    from findcli.rewards import build_reward
-
-    if reward_model is None and is_builtin(model):
-        reward_model = "builtin"
-    return build_reward(spec, dev, reward_model=reward_model), reward_model
-
-
-def check_out_path(path: Path, suffix: str | None = None) -> Path:
-    from findcli.atomic import check_writable
-
-    path = check_writable(path)
-    if suffix and path.suffix != suffix:
-        raise FindError(f"--out {str(path)!r} should end in {suffix}, e.g. out{suffix}")
-    return path
+    @property
+    def encoding(self):
+        return getattr(self._out, "encoding", "utf-8")
 
 
-def eprint(message: str) -> None:
-    sys.stderr.write(message + "\n")
+# markup/emoji off: prompts, paths and reward specs are the user's text ("[/]" or ":x:" print as typed);
+# styles are given as arguments (console.print(..., style="bold")), never inside strings.
+console = Console(file=_SafeStdout(), markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+def esc(text: object) -> str:
+    """User text for the few rich APIs that always parse markup (console.status, TextColumn)."""
+    return escape(str(text))
+
+
+def choice(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum for Typer from a tuple of choices defined in the library (config.CHOICES, ...)."""
+    return Enum(name, {v: v for v in values}, type=str)
+
+
+def enum_values(values: dict) -> dict:
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items() if v is not None}
+
+
+class Progress:
+    """A rich progress bar on a terminal; elsewhere (pipe, Slurm log) one plain line every `every`
+    updates and at the end, so a batch log shows the run as it goes."""
+
+    def __init__(self, name: str, total: int, completed: int = 0, every: int | None = None):
+        self.name, self.total, self.completed = name, total, completed
+        self.every = every or max(1, min(10, total // 20 or 1))
+        self.tty = console.is_terminal
+        self._bar = None
+        self._t0 = time.perf_counter()
+        self._done0 = completed
+
+    def __enter__(self) -> "Progress":
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, \
+                TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn(f"[bold]{esc(self.name)}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[live]}", markup=False), console=console)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.name, total=self.total, completed=self.completed, live="")
+        return self
+
+    def update(self, completed: int, live: str = "") -> None:
+        self.completed = completed
+        if self._bar is not None:
+            self._bar.update(self._task, completed=completed, live=live)
+        elif completed % self.every == 0 or completed == self.total:
+            elapsed = time.perf_counter() - self._t0
+            done = completed - self._done0
+            eta = elapsed / done * (self.total - completed) if done > 0 else float("nan")
+            console.print(f"{self.name} {completed}/{self.total}  {elapsed:.0f} s elapsed, ~{eta:.0f} s left  {live}")
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)

@@ -43,7 +43,8 @@ def info(
 
     from findcli import __version__
     from findcli.kernels import backend_info, set_backend
-    from findcli.pipeline import BUILTIN_PATH, resolve_device
+    from findcli import shapes
+    from findcli.pipeline import resolve_device
 
     dev = resolve_device(device.value)
     console.print(f"findcli {__version__}   python {platform.python_version()}   {platform.platform()}")
@@ -65,5 +66,5 @@ def info(
         console.print(f"kernels: {e}")
     ok, why = xformers_status()
     console.print(f"attention: {'xformers available' if ok else 'sdpa'} — PyTorch SDPA is the default; xformers {why}")
-    have = (BUILTIN_PATH / "model_index.json").is_file()
-    console.print(f"built-in model: {BUILTIN_PATH if have else 'missing'}")
+    have = (shapes.MODEL_DIR / "model_index.json").is_file()
+    console.print(f"built-in model: {f'{shapes.MODEL_DIR} ({shapes.model_version()})' if have else 'missing'}")

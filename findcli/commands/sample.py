@@ -1,16 +1,15 @@
-"""`find sample --policy out.pt`: draw images from a learned policy (optionally beside N(0, I))."""
+"""`find sample --policy out.pt`: draw images from a learned policy (optionally beside N(0, I)).
+Parses, calls findcli.sampling.run_sample, prints the table."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from findcli.commands import options as o
-from findcli.commands.common import console, load, runtime
-from findcli.errors import FindError
+from findcli.commands.common import console
 
 
 def sample(
@@ -33,60 +32,21 @@ def sample(
     compile: o.Compile = False,
 ) -> None:
     """Draw --n images from the policy; write PNGs, a grid and a JSON of rewards."""
-    from findcli import atomic
-    from findcli.commands.common import reward_for
-    from findcli.pipeline import SamplerSettings, grid, latent_shape, to_pil
-    from findcli.policy import check_latent_shape, load_policy
-    from findcli.sampling import draw, paired_win_rate
+    from rich.table import Table
 
-    if not 1 <= n <= 100_000:
-        raise FindError(f"--n must be between 1 and 100000 (got {n})")
-    if max_batch < 1:
-        raise FindError(f"--max-batch must be at least 1 (got {max_batch})")
-    pf = load_policy(policy)
-    meta = pf.meta
-    from findcli.atomic import check_writable
+    from findcli.sampling import SampleRequest, run_sample
 
-    check_writable(out_dir / "rewards.json")
-    dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
-    model = model or meta.get("model")
-    pipe, _ = load(model, dev, dt, attention.value, compile)
-    shape = latent_shape(pipe, meta.get("height"), meta.get("width"))
-    check_latent_shape(pf.policy, shape, meta.get("model"))
-    prompt = meta["prompt"]
-    settings = SamplerSettings(steps or meta["steps"], meta["guidance"] if guidance is None else guidance,
-                               meta["eta"], meta.get("height"), meta.get("width"))
-    with console.status(f"sampling {n} image(s){' and the N(0, I) baseline' if baseline else ''} …"):
-        d = draw(pipe, prompt, settings, seed, n, pf.policy, baseline, max_batch, purpose="sample")
-    record: dict = {"prompt": prompt, "policy": str(policy), "model": pipe.find_source, "seed": seed, "n": n,
-                    "steps": settings.steps, "guidance": settings.guidance, "eta": settings.eta}
-    if not no_reward:
-        reward_fn, _ = reward_for(reward or meta.get("reward") or "clip", reward_model or meta.get("reward_model"),
-                                  model, dev)
-        record["reward"] = reward_fn.spec
-        pr = reward_fn(d.policy_images, [prompt] * n).float().cpu()
-        record["policy_rewards"] = pr.tolist()
-        record["mean_policy_reward"] = float(pr.mean())
-        if baseline:
-            br = reward_fn(d.baseline_images, [prompt] * n).float().cpu()
-            record["baseline_rewards"] = br.tolist()
-            record["mean_baseline_reward"] = float(br.mean())
-            record["win_rate"] = paired_win_rate(pr, br)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(to_pil(d.policy_images)):
-        atomic.write_with(out_dir / f"policy_{i:04d}.png", img.save)
-    atomic.write_with(out_dir / "grid.png", grid(d.policy_images).save)
-    if baseline:
-        for i, img in enumerate(to_pil(d.baseline_images)):
-            atomic.write_with(out_dir / f"baseline_{i:04d}.png", img.save)
-        atomic.write_with(out_dir / "grid_baseline.png", grid(d.baseline_images).save)
-    atomic.write_text(out_dir / "rewards.json", json.dumps(record, indent=2))
-
+    request = SampleRequest(policy=policy, n=n, seed=seed, out_dir=out_dir, baseline=baseline, model=model,
+                            steps=steps, guidance=guidance, reward=reward, reward_model=reward_model,
+                            score=not no_reward, max_batch=max_batch, device=device.value, dtype=dtype.value,
+                            kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
+    if console.is_terminal:
+        with console.status(f"sampling {n} image(s){' and the N(0, I) baseline' if baseline else ''} …"):
+            record = run_sample(request)
+    else:
+        record = run_sample(request)
     if "mean_policy_reward" in record:
-        from rich.table import Table
-
-        table = Table(title=f"{prompt!r}  n={n} seed={seed}")
+        table = Table(title=f"{record['prompt']!r}  n={n} seed={seed}")
         table.add_column("draw")
         table.add_column("mean reward", justify="right")
         table.add_column("paired win rate", justify="right")

@@ -1,55 +1,37 @@
-"""`find train PROMPT`: learn the initial-noise distribution N(μ, σ²) for one prompt."""
+"""`find train PROMPT`: learn the initial-noise distribution N(μ, σ²) for one prompt.
+
+The command parses its options into a findcli.training.TrainRequest, calls training.train, and
+prints the events it is sent; the rules (presets, resume, outputs, signals) live in the library.
+"""
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from findcli.commands import options as o
-from findcli.commands.common import check_out_path, console, default_reward, load, reward_for, runtime
-from findcli.errors import FindError
+from findcli.commands.common import Progress, choice, console, enum_values, esc
+from findcli.config import CHOICES
 
-
-class PresetChoice(str, Enum):
-    default = "default"
-    paper = "paper"
-
-
-class BaselineChoice(str, Enum):
-    value = "value"
-    group = "group"
-    none = "none"
-
-
-class ClipRefChoice(str, Enum):
-    behaviour = "behaviour"
-    initial = "initial"
-
-
-class KlChoice(str, Enum):
-    exact = "exact"
-    l2 = "l2"
-
-
-class AdvNormChoice(str, Enum):
-    running = "running"
-    none = "none"
-
-
-class KeepChoice(str, Enum):
-    last = "last"
-    best = "best"
+PresetChoice = choice("PresetChoice", CHOICES["preset"])
+BaselineChoice = choice("BaselineChoice", CHOICES["baseline"])
+ClipRefChoice = choice("ClipRefChoice", CHOICES["clip_ref"])
+KlChoice = choice("KlChoice", CHOICES["kl"])
+AdvNormChoice = choice("AdvNormChoice", CHOICES["adv_norm"])
+KeepChoice = choice("KeepChoice", CHOICES["keep"])
 
 
 def train(
     prompt: Annotated[Optional[str], typer.Argument(help="the text the model should follow")] = None,
-    out: Annotated[Path, typer.Option("--out", help="policy file to write (.pt)")] = Path("out.pt"),
+    out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
+                                                "resumed run's); its checkpoint OUT.ckpt.pt and side files "
+                                                "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
+                                                "go beside it")] = None,
     model: o.Model = None,
-    preset: Annotated[PresetChoice, typer.Option("--preset", help="default (measured best) or paper "
-                                                 "(official code's settings)")] = PresetChoice.default,
+    preset: Annotated[Optional[PresetChoice], typer.Option("--preset", help="default (measured best) or paper "
+                                                           "(official code's settings)")] = None,
     iterations: Annotated[Optional[int], typer.Option("--iterations", help="sample+update rounds")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="K: latents drawn per iteration")] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate on μ, log σ")] = None,
@@ -67,6 +49,8 @@ def train(
     kl: Annotated[Optional[KlChoice], typer.Option("--kl", help="exact (closed form) or l2 (official proxy)")] = None,
     reward_weight: Annotated[Optional[float], typer.Option("--reward-weight", help="advantage multiplier")] = None,
     value_lr: Annotated[Optional[float], typer.Option("--value-lr", help="value net learning rate")] = None,
+    value_steps: Annotated[Optional[int], typer.Option("--value-steps", help="value net steps per iteration "
+                                                       "(default 4; paper preset 1)")] = None,
     adv_norm: Annotated[Optional[AdvNormChoice], typer.Option("--adv-norm", help="running: advantages in units of "
                                                               "the running reward std (invariant to the reward's "
                                                               "scale); none: raw r - V (official)")] = None,
@@ -87,8 +71,8 @@ def train(
                                                       "draw")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of ε and of the value-net init")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="start from this policy instead of N(0, I)")] = None,
-    resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the run saved in this policy "
-                                                   "file exactly (its settings are reused)")] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the run of this policy (reads its "
+                                                   "checkpoint OUT.ckpt.pt) exactly; its settings are reused")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="save every N iterations")] = None,
     max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="images per pipeline call")] = None,
     device: o.Device = o.DeviceChoice.auto,
@@ -98,124 +82,112 @@ def train(
     compile: o.Compile = False,
 ) -> None:
     """Learn N(μ, σ²) over the initial latent so the frozen model follows PROMPT."""
-    from findcli.config import PRESETS, TrainConfig
-    from findcli.engine import FindTrainer, summarize_config
-    from findcli.pipeline import check_prompt
-    from findcli.policy import check_latent_shape, load_policy
+    from findcli.errors import INTERRUPTED_EXIT
+    from findcli.training import TrainRequest, train as run_training
 
-    overrides = {k: (v.value if isinstance(v, Enum) else v) for k, v in dict(
+    overrides = enum_values(dict(
         iterations=iterations, batch=batch, lr=lr, steps=steps, guidance=guidance, eta=eta, baseline=baseline,
         replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl,
-        reward_weight=reward_weight, value_lr=value_lr, seed=seed, checkpoint_every=checkpoint_every,
-        max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window, d_invariant=d_invariant, keep=keep,
-        validate_every=validate_every, validate_n=validate_n).items() if v is not None}
+        reward_weight=reward_weight, value_lr=value_lr, value_steps=value_steps, seed=seed,
+        checkpoint_every=checkpoint_every, max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window,
+        d_invariant=d_invariant, keep=keep, validate_every=validate_every, validate_n=validate_n))
+    request = TrainRequest(prompt=prompt, out=out, overrides=overrides, preset=preset.value if preset else None,
+                           model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,
+                           init=init, resume=resume, device=device.value, dtype=dtype.value,
+                           kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
+    view = _TrainView()
+    try:
+        outcome = run_training(request, view)
+    finally:
+        view.close()
+    if outcome.result.interrupted:
+        raise typer.Exit(INTERRUPTED_EXIT)
 
-    resumed = None
-    if resume is not None:
-        resumed = load_policy(resume)
-        if resumed.train_state is None:
-            raise FindError(f"{str(resume)!r} holds no training state (written by an older or a finished-and-"
-                            "stripped run); start a new run, optionally with --init it")
-        if "adv_norm" not in resumed.meta.get("config", {}):
-            raise FindError(f"{str(resume)!r} was written by an older findcli (other noise seeds and update); it "
-                            f"cannot be resumed exactly: start a new run, optionally with --init {resume}")
-        cfg = TrainConfig.from_dict(resumed.meta["config"])
-        changed = set(overrides) - {"iterations", "checkpoint_every", "max_batch"}
-        if check_reward is not None:
-            changed.add("check_reward")
-        if changed or (prompt is not None and " ".join(prompt.split()) != cfg.prompt):
-            raise FindError("--resume reuses the run's own settings; only --iterations, --checkpoint-every and "
-                            f"--max-batch may change (got {', '.join(sorted(changed)) or 'a different prompt'})")
-        for k in ("iterations", "checkpoint_every", "max_batch"):
-            if k in overrides:
-                setattr(cfg, k, overrides[k])
-        if model is not None:
-            cfg.model = model
-    else:
-        if prompt is None:
-            raise FindError("give a prompt, e.g. find train \"a red cube on a blue sphere\" (or --resume out.pt)")
-        cfg = PRESETS[preset.value](**overrides)
-        cfg.prompt, cfg.model = prompt, model
-        cfg.reward = ",".join(reward) if reward else default_reward(model)
-        cfg.reward_model = reward_model
-        cfg.check_reward = check_reward
-    if not cfg.prompt.strip():
-        raise FindError("the prompt is empty; give the text to follow, e.g. find train \"a red cube on a blue sphere\"")
-    cfg.validate()
-    out = check_out_path(out if resume is None or out != Path("out.pt") else resume, ".pt")
 
-    dev, dt = runtime(device.value, dtype.value, kernels.value if kernels else None)
-    from findcli.pipeline import is_builtin
+class _TrainView:
+    """Prints what training.train reports: a header, the progress, a summary."""
 
-    if is_builtin(cfg.model):
-        from findcli.shapes.world import parse_prompt
+    def __init__(self):
+        self.status = None
+        self.progress: Progress | None = None
 
-        parse_prompt(cfg.prompt)  # the built-in model knows a small vocabulary: say which words, early
-    pipe, used = load(cfg.model, dev, dt, attention.value, compile)
-    cfg.prompt = check_prompt(pipe, cfg.prompt)
-    reward_fn, cfg.reward_model = reward_for(cfg.reward, cfg.reward_model, cfg.model, dev)
-    check_fn = None
-    if cfg.check_reward:
-        check_fn, cfg.check_reward_model = reward_for(cfg.check_reward, cfg.check_reward_model, cfg.model, dev)
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
 
-    trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn)
-    if resumed is not None:
-        check_latent_shape(resumed.policy, trainer.shape, resumed.meta.get("model"))
-        trainer.load_train_state(resumed.policy.to(dev), resumed.train_state)
-    elif init is not None:
-        start = load_policy(init, expected_shape=trainer.shape)
-        trainer.init_from(start.policy.mu, start.policy.log_sigma)
+    def __call__(self, kind: str, data: dict) -> None:
+        getattr(self, "on_" + kind)(data)
 
-    console.print(f"[bold]find train[/] {cfg.prompt!r}  model={pipe.find_source}  device={dev.type} "
-                  f"dtype={str(dt).removeprefix('torch.')} kernels={trainer.kernel_backend} "
-                  f"attention={used['attention']} preset={cfg.preset}")
-    console.print(f"  latent={list(trainer.shape)}  reward={reward_fn.spec}"
-                  f"{f'  check={check_fn.spec}' if check_fn is not None else ''}  keep={cfg.keep}  "
-                  f"{summarize_config(cfg)}")
+    def on_loading(self, data: dict) -> None:
+        what = data["model"] or "the built-in shapes model"
+        if console.is_terminal:
+            self.status = console.status(f"loading {esc(what)} …")
+            self.status.start()
 
-    if compile:
-        with console.status("compiling the UNet and VAE decoder (one warm-up rollout) …"):
-            used["compile_s"] = trainer.warmup()
-        console.print(f"  compile + warm-up: {used['compile_s']:.1f} s (not counted in the iteration timings)")
+    def on_start(self, data: dict) -> None:
+        from findcli.engine import summarize_config
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+        t, used = data["trainer"], data["used"]
+        cfg = t.cfg
+        for path in data["cleaned"]:
+            console.print(f"removed a temp file left by a killed run: {path}")
+        console.print("find train", style="bold", end=" ")
+        console.print(f"{cfg.prompt!r}  model={t.pipe.find_source}  device={data['device'].type} "
+                      f"dtype={str(data['dtype']).removeprefix('torch.')} kernels={t.kernel_backend} "
+                      f"attention={used['attention']} preset={cfg.preset}")
+        console.print(f"  latent={list(t.shape)}  reward={data['reward']}"
+                      f"{'  check=' + data['check'] if data['check'] else ''}  keep={cfg.keep}  "
+                      f"{summarize_config(cfg)}")
+        if data["resumed_from"] is not None:
+            console.print(f"resuming from iteration {data['resumed_from']}/{cfg.iterations}")
+        if not console.is_terminal:
+            console.print("progress: one line every few iterations (stdout is not a terminal)")
+        self.progress = Progress("train", cfg.iterations, t.iteration).__enter__()
 
-    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), TextColumn("{task.fields[live]}"), console=console,
-                  transient=False) as progress:
-        task = progress.add_task("train", total=cfg.iterations, completed=trainer.iteration, live="")
+    def on_compiled(self, data: dict) -> None:
+        console.print(f"  compile + warm-up: {data['seconds']:.1f} s (not counted in the iteration timings)")
 
-        def on_iteration(m: dict) -> None:
-            if m.get("skipped"):
-                live = "batch skipped (non-finite reward)"
-            elif m.get("waiting_for_spread"):
-                live = f"r={m['reward_mean']:.3f} (waiting for a spread of rewards to set the reward units)"
-            else:
-                live = (f"r={m['reward_mean']:.3f} [{m['reward_min']:.3f},{m['reward_max']:.3f}] "
-                        f"kl0={m['kl_to_prior']:.4f} |μ|={m['mu_abs_mean']:.3f} σ={m['sigma_mean']:.3f} "
-                        f"clip={m['clipfrac']:.2f} {m['images_per_s']:.1f} img/s")
-                if m.get("check_mean") is not None:
-                    live += f" check={m['check_mean']:.3f}"
-                if m.get("validation_score") is not None:
-                    live += f" val={m['validation_score']:.3f} (best @{m['best_iteration']})"
-            progress.update(task, completed=trainer.iteration, live=live)
+    def on_iteration(self, m: dict) -> None:
+        if m.get("skipped"):
+            live = "batch skipped (non-finite reward)"
+        elif m.get("waiting_for_spread"):
+            live = f"r={m['reward_mean']:.3f} (waiting for a spread of rewards to set the reward units)"
+        else:
+            live = (f"r={m['reward_mean']:.3f} [{m['reward_min']:.3f},{m['reward_max']:.3f}] "
+                    f"kl0={m['kl_to_prior']:.4f} |μ|={m['mu_abs_mean']:.3f} σ={m['sigma_mean']:.3f} "
+                    f"clip={m['clipfrac']:.2f} {m['images_per_s']:.1f} img/s")
+            if m.get("check_mean") is not None:
+                live += f" check={m['check_mean']:.3f}"
+            if m.get("validation_score") is not None:
+                live += f" val={m['validation_score']:.3f} (best @{m['best_iteration']})"
+        self.progress.update(m["iteration"] + 1, live)
 
-        result = trainer.run(on_iteration)
-
-    first = next((m for m in result.metrics if not m.get("skipped")), None)
-    last = next((m for m in reversed(result.metrics) if not m.get("skipped")), None)
-    if result.interrupted:
-        console.print(f"interrupted at iteration {trainer.iteration}/{cfg.iterations}; checkpoint saved to {out} "
-                      f"(continue with: find train --resume {out})")
-    if first and last:
-        console.print(f"reward (batch mean): first {first['reward_mean']:.4f} -> last {last['reward_mean']:.4f}")
-        if first.get("check_mean") is not None and last.get("check_mean") is not None:
-            console.print(f"check reward (batch mean): first {first['check_mean']:.4f} -> last {last['check_mean']:.4f}")
-    if trainer.check_failed:
-        console.print("check reward: failed during the run and was dropped (see the warning above)")
-    if cfg.keep == "best" and trainer.best is not None:
-        console.print(f"kept: the policy after iteration {trainer.best['iteration']} (validation score "
-                      f"{trainer.best['score']:.4f} by the {trainer.best['scored_by']} reward), not the last one")
-    for name, path in result.files.items():
-        console.print(f"  {name}: {path}")
+    def on_done(self, data: dict) -> None:
+        self.close()
+        o = data["outcome"]
+        result, trainer, cfg = o.result, o.trainer, o.cfg
+        first = next((m for m in result.metrics if not m.get("skipped")), None)
+        last = next((m for m in reversed(result.metrics) if not m.get("skipped")), None)
+        if result.interrupted:
+            console.print(f"interrupted by {result.stop_signal} at iteration {trainer.iteration}/{cfg.iterations}; "
+                          f"checkpoint saved to {trainer.checkpoint} (continue with: find train --resume "
+                          f"{trainer.out})")
+        if first and last and "reward_mean" in first:
+            console.print(f"reward (batch mean): first {first['reward_mean']:.4f} -> last {last['reward_mean']:.4f}")
+            if first.get("check_mean") is not None and last.get("check_mean") is not None:
+                console.print(f"check reward (batch mean): first {first['check_mean']:.4f} -> last "
+                              f"{last['check_mean']:.4f}")
+        if trainer.check_failed:
+            console.print("check reward: failed during the run and was dropped (see the warning above)")
+        if cfg.keep == "best" and trainer.best is not None:
+            console.print(f"kept: the policy after iteration {trainer.best['iteration']} (validation score "
+                          f"{trainer.best['score']:.4f} by the {trainer.best['scored_by']} reward), not the last one")
+        for name, path in result.files.items():
+            console.print(f"  {name}: {path}")

@@ -1,6 +1,6 @@
 """The built-in shapes detector and the reward built on it (`--reward find-shapes-detector`).
 
-A small fully convolutional net, trained by `findcli.shapes.train_detector` on rendered scenes with the
+A small fully convolutional net, trained by `findcli.shapes.training detector` on rendered scenes with the
 renderer's ground truth only (boxes, shape and colour ids), predicts at stride 4 (a 16×16 grid of
 cells on a 64×64 image):
 
@@ -30,7 +30,7 @@ imports) and a different mechanism (a learned net, not palette rules) finds the 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -248,7 +248,7 @@ def load_detector(folder: str | Path | None = None, device="cpu") -> Detector:
     if not wfile.is_file() or not cfile.is_file():
         raise FindError(
             f"the shapes detector weights are missing in {folder} (need {WEIGHTS_FILE} and {CONFIG_FILE}); "
-            f"train them with `python -m findcli.shapes.train_detector --out {folder}` or reinstall findcli."
+            f"train them with `python -m findcli.shapes.training detector --out {folder}` or reinstall findcli."
         )
     cfg = DetectorConfig.from_json(json.loads(cfile.read_text())["model"])
     model = Detector(cfg)

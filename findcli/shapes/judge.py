@@ -40,7 +40,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from findcli.errors import FindError
 from findcli.shapes.world import BACKGROUND, CANVAS, COLOURS, PALETTE, SHAPES, Spec, parse_prompt, with_converses

@@ -1,6 +1,6 @@
 """The built-in models of the shapes world: their architectures, where they live, how to load them.
 
-Two models ship in `findcli/shapes/model/`, both trained from scratch by `findcli.shapes.train`:
+Two models ship in `findcli/shapes/model/`, both trained from scratch by `findcli.shapes.training`:
 
 - the generator, a standard diffusers `StableDiffusionPipeline` directory (unet, vae, text_encoder,
   tokenizer, scheduler, model_index.json) small enough to sample on a CPU: 64×64 images, a 4×

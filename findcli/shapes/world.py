@@ -37,7 +37,6 @@ distribution; its deliberate correlations are tabled in BIASES.md and in the BIA
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import torch
@@ -536,7 +535,7 @@ _SHADE_LIT, _SHADE_DARK = 1.0, 0.74  # pyramid faces
 _SUPERSAMPLE = 2  # render at 2x and average-pool: anti-aliased edges
 
 
-def _draw_sphere(xr, yr, w, h):
+def _draw_sphere(xr, yr, w, h):  # noqa: ARG001 - every _draw_* takes (xr, yr, w, h)
     """Disk filling the box, brightest at a top-left highlight. xr, yr: pixel centres relative to the
     box corner (canvas units, broadcasting to (M, H, W)); w, h: (M, 1, 1). Returns mask, shade."""
     r = w / 2
@@ -546,7 +545,7 @@ def _draw_sphere(xr, yr, w, h):
     return mask, 1.12 - 0.5 * hl.clamp(0, 1)
 
 
-def _draw_cube(xr, yr, w, h):
+def _draw_cube(xr, yr, w, h):  # noqa: ARG001 - every _draw_* takes (xr, yr, w, h)
     """Front square of side s plus oblique top and right faces of depth d to the upper right."""
     s = w / (1 + _CUBE_DEPTH)
     d = s * _CUBE_DEPTH

@@ -69,5 +69,5 @@ def img2img_pool(model_dir, n: int, gen: torch.Generator, relation_share: float,
         imgs.append((y.clamp(0, 1) * 255).round().to(torch.uint8))
         layouts.append(lay)
     log(stage, pool=len(specs), pool_s=round(time.perf_counter() - t0))
-    layout = Layout(*(torch.cat([getattr(l, f) for l in layouts]) for f in ("boxes", "shape_ids", "colour_ids", "used")))
+    layout = Layout(*(torch.cat([getattr(lay, f) for lay in layouts]) for f in ("boxes", "shape_ids", "colour_ids", "used")))
     return specs, torch.cat(imgs), layout

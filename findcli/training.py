@@ -1,0 +1,200 @@
+"""`find train` as one library call: from what the user asked (a TrainRequest) to a finished,
+interrupted or refused run. The command parses its options into a request, calls `train`, and
+prints the events it is sent; benchmarks and notebooks can call `train` the same way.
+
+Order of work, each step failing with one line before the next, slower one starts:
+  1. the config: a preset plus overrides, or the resumed run's own (config.resume_config's rules);
+     every number checked (limits), the prompt checked against the built-in grammar;
+  2. the output: writable, locked against a second writer (atomic.OutputLock), stale temp files of
+     a killed run removed;
+  3. the pipeline, the reward(s), the trainer (resumed or started from --init);
+  4. the loop (engine.FindTrainer.run): SIGINT/SIGTERM/SIGHUP save and stop it; before it starts
+     they abort (nothing to save yet).
+
+Events sent to `on_event(kind, data)`: "loading" {model}, "start" {trainer, reward, check, used,
+device, dtype, resumed_from, cleaned}, "compiled" {seconds}, "iteration" {metrics}, "done" {outcome}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from findcli import atomic, report
+from findcli.config import PRESETS, TrainConfig, resume_config
+from findcli.errors import Aborted, FindError
+
+Event = Callable[[str, dict], None]
+
+
+@dataclass
+class TrainRequest:
+    prompt: str | None = None  # the text to follow (None: only with resume)
+    out: Path | None = None  # the policy file to write; None: out.pt, or the resumed run's own
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields given explicitly (e.g. {"batch": 4})
+    preset: str | None = None  # None: "default" (on --resume: the run's own)
+    model: str | None = None  # --model; None: the built-in model (on --resume: the run's own)
+    reward: list[str] | None = None  # --reward specs; None: the model's default reward
+    reward_model: str | None = None
+    check_reward: str | None = None
+    init: Path | None = None  # start from this policy's μ, σ
+    resume: Path | None = None  # continue this run (its policy OUT.pt or checkpoint OUT.ckpt.pt)
+    device: str = "auto"
+    dtype: str = "auto"
+    kernels: str | None = None
+    attention: str = "sdpa"
+    compile: bool = False
+
+
+@dataclass
+class TrainOutcome:
+    cfg: TrainConfig
+    trainer: object  # engine.FindTrainer
+    result: object  # engine.TrainResult
+    resumed_from: int | None = None  # the iteration a resumed run continued from
+
+
+def default_reward(model: str | None) -> str:
+    """The reward used when none is given: the built-in model's own, clip elsewhere."""
+    from findcli import shapes
+
+    return shapes.DEFAULT_REWARD if shapes.is_builtin(model) else TrainConfig.reward
+
+
+def build_reward(spec, reward_model: str | None, model: str | None, device):
+    """The reward named by `spec`; `clip` on the built-in model defaults to the built-in CLIP.
+    Returns (reward, the reward_model actually used)."""
+    from findcli import shapes
+    from findcli.rewards import build_reward as build
+
+    if reward_model is None and shapes.is_builtin(model):
+        reward_model = shapes.CLIP_MODEL
+    return build(spec, device, reward_model=reward_model), reward_model
+
+
+def _policy_path_of(resume: Path) -> Path:
+    return resume.with_name(resume.name[: -len(".ckpt.pt")] + ".pt") if resume.name.endswith(".ckpt.pt") else resume
+
+
+def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
+    """(config, the resumed train_state or None, the output path), all checked; loads no model."""
+    from findcli import shapes
+    from findcli.pipeline import model_id
+    from findcli.policy import load_checkpoint
+
+    state = None
+    if request.resume is not None:
+        meta, state = load_checkpoint(request.resume)
+        saved = meta.get("config")
+        if not isinstance(saved, dict) or "adv_norm" not in saved:
+            raise FindError(f"{str(request.resume)!r} was written by an older findcli (other noise seeds and update); "
+                            "it cannot be resumed exactly: start a new run, optionally with --init "
+                            f"{_policy_path_of(request.resume)}")
+        same_prompt = request.prompt is None or " ".join(request.prompt.split()) == saved.get("prompt")
+        recorded = meta.get("model")
+        moved = recorded not in (None, shapes.MODEL_ID) and not Path(str(recorded)).exists() and "/" in str(recorded) \
+            and Path(str(recorded)).is_absolute()
+        other_model = request.model is not None and model_id(request.model) != model_id(recorded) and not moved
+        cfg = resume_config(saved, request.overrides, {
+            "prompt": None if same_prompt else request.prompt, "preset": request.preset,
+            "reward": request.reward, "reward_model": request.reward_model, "check_reward": request.check_reward,
+            "init": request.init, "model": request.model if other_model else None}, str(request.resume))
+        if request.model is not None:
+            cfg.model = request.model
+        out = request.out or _policy_path_of(request.resume)
+    else:
+        if request.prompt is None:
+            raise FindError("give a prompt, e.g. find train \"a red cube on a blue sphere\" (or --resume out.pt)")
+        cfg = PRESETS[request.preset or "default"](**request.overrides)
+        cfg.prompt, cfg.model = " ".join(request.prompt.split()), request.model
+        cfg.reward = ",".join(request.reward) if request.reward else default_reward(request.model)
+        cfg.reward_model = request.reward_model
+        cfg.check_reward = request.check_reward
+        out = request.out or Path("out.pt")
+    if not cfg.prompt.strip():
+        raise FindError("the prompt is empty; give the text to follow, e.g. find train \"a red cube on a blue sphere\"")
+    cfg.validate()
+    if shapes.is_builtin(cfg.model):
+        shapes.check_prompt(cfg.prompt)  # the built-in model knows a small vocabulary: say which words, early
+    out = atomic.check_writable(out)
+    if out.suffix != ".pt" or out.name.endswith(".ckpt.pt"):
+        raise FindError(f"--out {str(out)!r} should end in .pt (and not .ckpt.pt, the checkpoint's name), e.g. out.pt")
+    return cfg, state, out
+
+
+@contextlib.contextmanager
+def _abort_on_signals():
+    """Until the loop installs its own handlers: SIGTERM/SIGHUP abort with one line, as Ctrl-C does."""
+    def handler(signum, frame):  # noqa: ARG001
+        raise Aborted(signum, f"aborted by {signal.Signals(signum).name} before training started; nothing was written")
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is None:
+            continue
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            break
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise Aborted(signal.SIGINT, "aborted by Ctrl-C before training started; nothing was written") from None
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
+    """Run (or resume) a FIND training run end to end; see the module docstring."""
+    emit = on_event or (lambda kind, data: None)
+    cfg, state, out = plan(request)
+    from findcli.engine import FindTrainer
+    from findcli.policy import checkpoint_path, load_policy
+
+    with atomic.OutputLock(out):
+        cleaned = []
+        for target in (out, checkpoint_path(out), *(report.side_file(out, n) for n in report.SIDE_FILES)):
+            cleaned += [str(p) for p in atomic.clean_stale(target)]
+        with _abort_on_signals():
+            from findcli.pipeline import load_runtime
+
+            emit("loading", {"model": cfg.model})
+            dev, dt, pipe, used = load_runtime(cfg.model, request.device, request.dtype, request.kernels,
+                                               request.attention, request.compile)
+            from findcli.pipeline import check_prompt
+
+            cfg.prompt = check_prompt(pipe, cfg.prompt)
+            reward_fn, cfg.reward_model = build_reward(cfg.reward, cfg.reward_model, cfg.model, dev)
+            check_fn = None
+            if cfg.check_reward:
+                check_fn, cfg.check_reward_model = build_reward(cfg.check_reward, cfg.check_reward_model,
+                                                                cfg.model, dev)
+            trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn)
+            resumed_from = None
+            if state is not None:
+                from findcli.policy import check_latent_shape, GaussianPolicy
+
+                last = state.get("last_mu")
+                if last is None or last.numel() != trainer.policy.dim:
+                    check_latent_shape(GaussianPolicy((0,) if last is None else (last.numel(),)), trainer.shape,
+                                       cfg.model)
+                trainer.load_train_state(state)
+                resumed_from = trainer.iteration
+            elif request.init is not None:
+                start = load_policy(request.init, expected_shape=trainer.shape)
+                trainer.init_from(start.policy.mu, start.policy.log_sigma)
+            emit("start", {"trainer": trainer, "reward": reward_fn.spec,
+                           "check": check_fn.spec if check_fn is not None else None, "used": used, "device": dev,
+                           "dtype": dt, "resumed_from": resumed_from, "cleaned": cleaned})
+            if request.compile:
+                used["compile_s"] = trainer.warmup()
+                emit("compiled", {"seconds": used["compile_s"]})
+        result = trainer.run(lambda m: emit("iteration", m))
+    outcome = TrainOutcome(cfg, trainer, result, resumed_from)
+    emit("done", {"outcome": outcome})
+    return outcome
