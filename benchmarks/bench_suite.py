@@ -4,7 +4,7 @@ judge and the reward. Writes per-prompt and per-category tables (JSON + Markdown
 
 Run (CPU or GPU):
     python benchmarks/bench_suite.py --suite benchmarks/prompts/shapes_suite.txt --n 64 \
-        --out runs/suite --json benchmarks/suite_results.json --markdown benchmarks/suite_results.md
+        --out runs/suite --json benchmarks/results/suite_results.json --markdown benchmarks/results/suite_results.md
 
 Evaluation draws from the "eval" noise namespace and training from "train" (findcli.seeds), so the
 policy is judged on noise it never saw, for any pair of seeds. Summaries are paired (both arms over
@@ -30,8 +30,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="images per arm in the evaluation")
     ap.add_argument("--eval-seed", type=int, default=1)
     ap.add_argument("--out", default="runs/suite")
-    ap.add_argument("--json", default="benchmarks/suite_results.json")
-    ap.add_argument("--markdown", default="benchmarks/suite_results.md")
+    ap.add_argument("--json", default="benchmarks/results/suite_results.json")
+    ap.add_argument("--markdown", default="benchmarks/results/suite_results.md")
     ap.add_argument("--start", type=int, default=0, help="skip the first N prompts (to split a suite over processes)")
     ap.add_argument("--limit", type=int, default=0, help="at most N prompts (0 = all)")
     ap.add_argument("--reward", default="find-shapes-detector", help="training reward (find train's default on the "

@@ -22,7 +22,9 @@ def _click_class(name: str) -> type:
     return getattr(click.exceptions, name)
 
 
-_ClickException, _Exit, _Abort = _click_class("ClickException"), type(typer.Exit()), type(typer.Abort())
+_ClickException, _Exit = _click_class("ClickException"), type(typer.Exit())
+# click turns Ctrl-C into its own Abort (not typer's subclass-free twin): catch both.
+_Abort = (type(typer.Abort()), _click_class("Abort"))
 if not hasattr(typer.Exit(), "exit_code"):  # pragma: no cover - very old Typer
     _Exit = _click_class("Exit")
 
@@ -36,6 +38,15 @@ class _OneLineErrors(TyperGroup):
     """Every failure the user can fix prints as `error: ...` on one line with a non-zero exit."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        import signal
+
+        def _sigint(signum, frame):  # noqa: ARG001 - Typer would turn KeyboardInterrupt into a silent exit 130
+            raise Aborted(signum, "aborted")
+
+        try:
+            previous = signal.signal(signal.SIGINT, _sigint)
+        except ValueError:  # not the main thread
+            previous = None
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
                               standalone_mode=False, **extra)
@@ -56,6 +67,8 @@ class _OneLineErrors(TyperGroup):
             _err("error: aborted")
             sys.exit(130)
         except _Exit as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):  # Typer turns Ctrl-C into a silent Exit(130)
+                _err("error: aborted")
             sys.exit(e.exit_code)
         except _ClickException as e:
             hint = f" (see '{prog_name or 'find'} --help')"
@@ -67,6 +80,9 @@ class _OneLineErrors(TyperGroup):
         except _Abort:
             _err("error: aborted")
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         if not standalone_mode:
             return rv
         sys.exit(rv if isinstance(rv, int) else 0)

@@ -644,9 +644,9 @@ def build_reward(
         elif name == "hpsv2":
             fn = HpsV2(device, model_dtype)
         elif name == "find-shapes-detector":
-            from findcli.shapes.detector import DetectorReward
+            from findcli import shapes
 
-            fn = DetectorReward(device)  # float32 always: 0.2 M parameters
+            fn = shapes.detector_reward(device)
         else:
             fn = UserReward(name)
         components.append((name, weight, fn))

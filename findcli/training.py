@@ -127,12 +127,13 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
 
 @contextlib.contextmanager
 def _abort_on_signals():
-    """Until the loop installs its own handlers: SIGTERM/SIGHUP abort with one line, as Ctrl-C does."""
+    """Until the loop installs its own handlers: Ctrl-C, SIGTERM and SIGHUP abort with one line."""
     def handler(signum, frame):  # noqa: ARG001
-        raise Aborted(signum, f"aborted by {signal.Signals(signum).name} before training started; nothing was written")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        raise Aborted(signum, f"aborted by {name} before training started; nothing was written")
 
     previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is None:
             continue

@@ -203,20 +203,16 @@ def test_clip_text_features_encoded_once_per_prompt(tiny_clip):
 
 
 def test_builtin_reward_model_resolves_through_shapes_module(tiny_clip, monkeypatch):
+    """`--reward-model builtin` asks the seam, findcli.shapes.builtin_clip_spec, for its CLIP."""
     import findcli.shapes
 
     arch, ckpt = tiny_clip.split(":", 1)
-    registered = []
-    fake = types.ModuleType("findcli.shapes.models")
-    fake.register_builtin_clip = lambda: registered.append(True)
-    fake.builtin_clip_spec = lambda: (arch, ckpt)
-    fake.CLIP_NAME = "find-shapes-clip"
-    monkeypatch.setitem(sys.modules, "findcli.shapes.models", fake)
-    monkeypatch.setattr(findcli.shapes, "models", fake, raising=False)
+    asked = []
+    monkeypatch.setattr(findcli.shapes, "builtin_clip_spec", lambda: (asked.append(True), (arch, ckpt))[1])
     images = _mid_range_images(3, 48, 48)
     builtin = build_reward("clip", "cpu", reward_model="builtin")(images, PROMPTS[:3])
     explicit = build_reward("clip", "cpu", reward_model=tiny_clip)(images, PROMPTS[:3])
-    assert registered == [True]
+    assert asked == [True]
     torch.testing.assert_close(builtin, explicit, atol=0, rtol=0)
 
 

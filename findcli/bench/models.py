@@ -57,7 +57,7 @@ def build_sd15_pipeline(device: torch.device, dtype: torch.dtype, seed: int = 0)
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from findcli.shapes.models import write_tokenizer
+    from findcli.shapes import write_tokenizer
 
     c = sd15_configs()
     torch.manual_seed(seed)

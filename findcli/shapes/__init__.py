@@ -13,6 +13,7 @@ prompts may use, how its images are judged or which reward suits it; it asks her
   load_suite(path)         (category, prompt) pairs of a suite file
   DEFAULT_REWARD           the reward `find train`/`find eval` use on it when none is given
   CLIP_MODEL               the --reward-model `clip` uses on it when none is given
+  detector_reward(device)  the `find-shapes-detector` reward (DEFAULT_REWARD)
   builtin_clip_spec()      (open_clip name, checkpoint) of the shipped CLIP, registered with open_clip
 
 This module is light (no torch at import): the CLI imports it before deciding anything heavy.
@@ -99,6 +100,13 @@ def load_suite(path) -> list[tuple[str, str]]:
     from findcli.shapes.judge import load_suite as _load
 
     return _load(path)
+
+
+def detector_reward(device):
+    """The `find-shapes-detector` reward (float32 always: 0.2 M parameters)."""
+    from findcli.shapes.detector import DetectorReward
+
+    return DetectorReward(device)
 
 
 def builtin_clip_spec() -> tuple[str, str]:
