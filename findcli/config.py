@@ -23,6 +23,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kl": ("exact", "l2"),  # findcli.kernels.policy_loss(kl=...)
     "keep": ("last", "best"),
     "preset": ("default", "paper"),
+    "scheduler": ("auto", "ddim", "native"),  # findcli.generators.configure_scheduler
 }
 # What `--resume` may change; every other setting is the run's own (its file records them).
 RESUMABLE = ("iterations", "checkpoint_every", "max_batch")
@@ -40,6 +41,8 @@ class TrainConfig:
     eta: float = 0.0  # DDIM eta; 0 makes the reward a function of z_T alone (deterministic sampler)
     height: int | None = None  # image height in pixels (None = model default)
     width: int | None = None  # image width in pixels (None = model default)
+    frames: int | None = None  # video families: frames per sample, the pipeline's num_frames (None = model default)
+    scheduler: str = "auto"  # auto: DDIM for SD-family ε/v models, the model's own for flow-matching / few-step; ddim; native
     # --- reward
     reward: str = "clip"  # reward spec: "clip", "pickscore", "module:function", or "a=1,b=0.5" combinations (find train on the built-in model defaults to find-shapes-detector)
     reward_model: str | None = None  # open_clip ARCH:TAG or ARCH:/ckpt for `clip`; None = built-in CLIP or ViT-L-14:openai

@@ -40,7 +40,7 @@ import torch
 from findcli import report
 from findcli.config import TrainConfig
 from findcli.errors import Aborted, FindError
-from findcli.pipeline import Rollout, SamplerSettings, is_builtin, latent_shape, text_features, warn
+from findcli.pipeline import Rollout, SamplerSettings, is_builtin, warn
 from findcli.policy import GaussianPolicy, checkpoint_path, prior_noise, save_checkpoint, save_policy
 from findcli.seeds import noise_seed
 from findcli.value import RewardNormalizer, ValueNet, advantages
@@ -84,13 +84,14 @@ class FindTrainer:
         self.out = Path(out)
         self.device = pipe.unet.device
         self.kernel_backend = get_backend(self.device)  # resolved once; raises if triton is forced but cannot run
-        self.settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta, cfg.height, cfg.width)
-        self.rollout = Rollout(pipe, cfg.prompt, self.settings, cfg.max_batch)
-        self.shape = latent_shape(pipe, cfg.height, cfg.width)
+        self.settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta, cfg.height, cfg.width, cfg.frames,
+                                        cfg.scheduler)
+        self.rollout = Rollout(pipe, cfg.prompt, self.settings, cfg.max_batch)  # the family's Generator
+        self.shape = self.rollout.latent_shape
 
         torch.manual_seed(cfg.seed)  # value-net init is part of the run's identity
         self.policy = GaussianPolicy(self.shape).to(self.device)
-        self.text = text_features(pipe, cfg.prompt).to(self.device)  # (E,)
+        self.text = self.rollout.text_features().to(self.device)  # (E,)
         self.value = ValueNet(self.policy.dim, self.text.numel(), cfg.value_hidden).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
         self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr)
@@ -170,7 +171,10 @@ class FindTrainer:
             "model": model, **extra,
             "prompt": c.prompt,
             "scheduler": type(self.pipe.scheduler).__name__,
-            "steps": c.steps, "guidance": c.guidance, "eta": c.eta, "height": c.height, "width": c.width,
+            "family": self.rollout.family, "latent_layout": self.rollout.latent_layout,
+            "steps": c.steps, "guidance": c.guidance, "eta": c.eta,
+            # the size actually sampled (the family's default when not given), so a policy is used at its size
+            "height": self.rollout.height, "width": self.rollout.width, "frames": self.rollout.frames,
             "reward": getattr(self.reward, "spec", c.reward), "reward_model": c.reward_model,
             "seed": c.seed, "iteration": self.iteration,
             "final_stats": self.metrics[-1] if self.metrics else {},

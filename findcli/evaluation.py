@@ -24,7 +24,7 @@ from findcli import limits
 from findcli.errors import FindError
 from findcli.pipeline import SamplerSettings
 from findcli.policy import GaussianPolicy
-from findcli.sampling import draw, paired_win_rate, settings_from_meta
+from findcli.sampling import check_family, draw, paired_win_rate, settings_from_meta
 
 
 def slug(prompt: str) -> str:
@@ -146,6 +146,10 @@ class EvalRequest:
     model: str | None = None  # None: the policies' model, else the built-in one
     steps: int | None = None  # None: each policy's, else 20
     guidance: float | None = None  # None: each policy's, else 7.5
+    height: int | None = None  # None: each policy's, else the model's default (a policy's size is its own)
+    width: int | None = None
+    frames: int | None = None
+    scheduler: str | None = None  # None: the policy's, else auto
     reward: list[str] | None = None  # None: the first policy's reward, else the model's default
     reward_model: str | None = None
     max_batch: int = 16
@@ -166,7 +170,8 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
     r = request
     if (r.prompt is None) == (r.prompts is None):
         raise FindError("give exactly one of --prompt TEXT or --prompts FILE")
-    limits.check_all({"n": r.n, "seed": r.seed, "steps": r.steps, "guidance": r.guidance, "max_batch": r.max_batch})
+    limits.check_all({"n": r.n, "seed": r.seed, "steps": r.steps, "guidance": r.guidance, "max_batch": r.max_batch,
+                      "height": r.height, "width": r.width, "frames": r.frames})
     if r.policy is not None and r.prompts is not None:
         raise FindError("--policy goes with --prompt; for a suite use --policy-dir DIR (DIR/<slug>.pt per prompt)")
     if r.prompts is not None:
@@ -186,11 +191,16 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
             shapes.load_suite(r.prompts)
         for p, _, _ in items:
             shapes.check_prompt(p)
-    settings = {p: settings_from_meta(pfs[p].meta if p in pfs else {}, r.steps, r.guidance) for p, _, _ in items}
-    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels)
-    for pf in pfs.values():  # every policy must fit this model before any image is drawn
-        check_latent_shape(pf.policy, latent_shape(pipe, pf.meta.get("height"), pf.meta.get("width")),
-                           pf.meta.get("model"))
+    settings = {p: settings_from_meta(pfs[p].meta if p in pfs else {}, r.steps, r.guidance, r.height, r.width,
+                                      r.frames, r.scheduler, source=str(path))
+                for p, path, _ in items}
+    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, scheduler=r.scheduler or next(
+        iter(settings.values())).scheduler)
+    for p, path, _ in items:  # every policy must fit this model before any image is drawn
+        if p in pfs:
+            s = settings[p]
+            check_family(pfs[p].meta, pipe, str(path))
+            check_latent_shape(pfs[p].policy, latent_shape(pipe, s.height, s.width, s.frames), pfs[p].meta.get("model"))
     reward_fn, _ = build_reward(r.reward or first_meta.get("reward") or default_reward(model),
                                 r.reward_model or first_meta.get("reward_model"), model, dev)
     records = []

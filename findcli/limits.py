@@ -45,6 +45,7 @@ LIMITS: dict[str, Limit] = {
     "eta": Limit(0, 1),
     "height": Limit(8, 16384, True),
     "width": Limit(8, 16384, True),
+    "frames": Limit(1, 1024, True),
     "seed": Limit(0, SEED_MAX, True),
     # FIND update
     "iterations": Limit(1, 10_000_000, True),

@@ -17,14 +17,13 @@ import math
 import os
 import re
 import sys
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from findcli.errors import FindError
+from findcli.generators.base import SamplerSettings  # noqa: F401 - re-exported: pipeline.SamplerSettings
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -112,10 +111,10 @@ def setup_runtime(device: str, dtype: str, kernels: str | None = None) -> tuple[
 
 
 def load_runtime(model: str | None, device: str = "auto", dtype: str = "auto", kernels: str | None = None,
-                 attention: str = "sdpa", compile: bool = False):
+                 attention: str = "sdpa", compile: bool = False, scheduler: str = "auto"):
     """setup_runtime, then the pipeline with its throughput options: (device, dtype, pipe, used)."""
     dev, dt = setup_runtime(device, dtype, kernels)
-    pipe = load_pipeline(model, dev, dt)
+    pipe = load_pipeline(model, dev, dt, scheduler)
     used = configure_pipeline(pipe, attention=attention, compile=compile)
     return dev, dt, pipe, used
 
@@ -134,9 +133,10 @@ def _quiet_loading() -> None:
         lib.set_verbosity_error()
 
 
-def load_pipeline(model: str | None, device: torch.device, dtype: torch.dtype):
-    """Load a StableDiffusion-style pipeline with a DDIM scheduler, no safety checker, quiet progress."""
-    from diffusers import DDIMScheduler, DiffusionPipeline
+def load_pipeline(model: str | None, device: torch.device, dtype: torch.dtype, scheduler: str = "auto"):
+    """Load a diffusers text-to-image/video pipeline of a supported family (findcli.generators), with
+    --scheduler applied (auto: DDIM for SD-family ε/v models), no safety checker, quiet progress."""
+    from diffusers import DiffusionPipeline
 
     source = resolve_model(model)
     local = Path(source).exists()
@@ -159,23 +159,26 @@ def load_pipeline(model: str | None, device: torch.device, dtype: torch.dtype):
                 "it could not be fetched (no network?)"
             raise FindError(f"cannot load hub model {source!r}: {why}; pre-download it on a machine with internet "
                             f"(`hf download {source}`) and copy the cache, or pass a local --model folder") from None
-    for name in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
+    from findcli.generators import configure_scheduler, family_class
+
+    cls = family_class(pipe)  # one line naming the supported pipelines when it is none of them
+    for name in (cls.denoiser_attr, "vae", "scheduler"):
         if getattr(pipe, name, None) is None:
-            raise FindError(f"{source!r} has no {name}; FIND needs a Stable Diffusion-style text-to-image pipeline")
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+            raise FindError(f"{source!r} has no {name}; a {cls.family} pipeline needs one")
+    configure_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     pipe.find_source = model_id(model)  # recorded in the policy metadata: "builtin", a hub id or a folder
     return pipe
 
 
-def latent_shape(pipe, height: int | None = None, width: int | None = None) -> tuple[int, int, int]:
-    """(C, h, w) of the initial latent for images of (height, width) pixels (pipeline defaults if None)."""
-    sample = pipe.unet.config.sample_size
-    sample = sample if isinstance(sample, int) else sample[0]
-    height = height or sample * pipe.vae_scale_factor
-    width = width or sample * pipe.vae_scale_factor
-    return (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+def latent_shape(pipe, height: int | None = None, width: int | None = None,
+                 frames: int | None = None) -> tuple[int, ...]:
+    """The policy's per-sample latent shape for this pipeline at (height, width[, frames]) (the family's
+    defaults where None): (C, h, w) for images, (C, F, h, w) or (F, C, h, w) for video families."""
+    from findcli.generators import SamplerSettings, family_class
+
+    return family_class(pipe).shape_for(pipe, SamplerSettings(height=height, width=width, frames=frames))
 
 
 def check_prompt(pipe, prompt: str) -> str:
@@ -191,16 +194,9 @@ def check_prompt(pipe, prompt: str) -> str:
     return prompt
 
 
-@torch.no_grad()
 def text_features(pipe, prompt: str) -> torch.Tensor:
     """A pooled text embedding (E,) float32: the value net's view of the prompt."""
-    ids = pipe.tokenizer(prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
-    out = pipe.text_encoder(ids)
-    pooled = getattr(out, "pooler_output", None)
-    if pooled is None:
-        pooled = out[0].mean(dim=1)
-    return pooled[0].float().cpu()
+    return Rollout(pipe, prompt, SamplerSettings()).text_features()
 
 
 # ---------------------------------------------------------------------------------------------- speed
@@ -243,68 +239,12 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
 # ---------------------------------------------------------------------------------------------- rollout
 
 
-@dataclass
-class SamplerSettings:
-    steps: int = 20  # DDIM denoising steps per image
-    guidance: float = 7.5  # classifier-free guidance scale (1 = no CFG, half the UNet rows)
-    eta: float = 0.0  # DDIM eta: 0 = deterministic (the image is a function of z_T alone), 1 = DDPM-like noise
-    height: int | None = None  # pixels; None = the pipeline's default
-    width: int | None = None
+def Rollout(pipe, prompt: str, settings: SamplerSettings, max_batch: int = 16):  # noqa: N802 - was a class
+    """Frozen sampler + decoder for `pipe`'s family: latents z (K, *latent_shape) -> media in [0, 1]
+    (findcli.generators: one adapter per pipeline family)."""
+    from findcli.generators import generator_for
 
-
-class Rollout:
-    """Frozen sampler + decoder: latents z (K, C, h, w) -> images (K, 3, H, W) float32 in [0, 1]."""
-
-    def __init__(self, pipe, prompt: str, settings: SamplerSettings, max_batch: int = 16):
-        self.pipe, self.prompt, self.settings = pipe, prompt, settings
-        self.max_batch = max(1, int(max_batch))
-        self.device = pipe.unet.device
-        self.dtype = pipe.unet.dtype
-        do_cfg = settings.guidance > 1.0
-        with torch.no_grad():
-            pe, ne = pipe.encode_prompt(prompt, self.device, 1, do_cfg, negative_prompt=None)
-        self.prompt_embeds, self.negative_embeds = pe, ne  # (1, L, E) each
-        self.last_timing: dict[str, float] = {}
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    @torch.no_grad()
-    def __call__(self, z: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """Denoise then decode. The decode is done here with the pipeline's own VAE and image processor
-        (the same two calls the pipeline makes for output_type="pt") so that it can be timed apart."""
-        s, pipe = self.settings, self.pipe
-        from findcli.seeds import noise_seed
-
-        images, t_denoise, t_decode = [], 0.0, 0.0
-        start = 0
-        for chunk in torch.split(z, self.max_batch):
-            n = chunk.shape[0]
-            # eta > 0 draws fresh noise at every step: one generator per image, seeded by (seed, image
-            # index), so runs and resumes repeat exactly and --max-batch never changes an image.
-            gen = [torch.Generator(self.device).manual_seed(noise_seed("step", seed, start + j))
-                   for j in range(n)] if s.eta > 0 else None
-            start += n
-            self._sync()
-            t0 = time.perf_counter()
-            lat = pipe(
-                prompt_embeds=self.prompt_embeds.expand(n, -1, -1),
-                negative_prompt_embeds=None if self.negative_embeds is None else self.negative_embeds.expand(n, -1, -1),
-                latents=chunk.to(self.device, self.dtype),
-                num_inference_steps=s.steps, guidance_scale=s.guidance, eta=s.eta, generator=gen,
-                height=s.height, width=s.width, output_type="latent", return_dict=True,
-            ).images
-            self._sync()
-            t1 = time.perf_counter()
-            img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor, return_dict=False)[0]
-            img = pipe.image_processor.postprocess(img, output_type="pt", do_denormalize=[True] * n)
-            images.append(img.float())
-            self._sync()
-            t_denoise += t1 - t0
-            t_decode += time.perf_counter() - t1
-        self.last_timing = {"denoise_s": t_denoise, "decode_s": t_decode}
-        return torch.cat(images)
+    return generator_for(pipe, prompt, settings, max_batch)
 
 
 def to_pil(images: torch.Tensor):

@@ -17,15 +17,25 @@ class Draw:
     baseline_images: torch.Tensor | None  # (N, 3, H, W) in [0, 1] from z = ε (same ε)
 
 
-def settings_from_meta(meta: dict, steps: int | None = None, guidance: float | None = None) -> SamplerSettings:
-    """The sampler a policy was trained with (its metadata; defaults 20 steps, CFG 7.5, eta 0 when
-    there is no policy), with --steps/--guidance overriding; every number checked (findcli.limits)."""
+def settings_from_meta(meta: dict, steps: int | None = None, guidance: float | None = None,
+                       height: int | None = None, width: int | None = None, frames: int | None = None,
+                       scheduler: str | None = None, source: str = "the policy") -> SamplerSettings:
+    """The sampler a policy was trained with (its metadata; defaults 20 steps, CFG 7.5, eta 0, the
+    model's size when there is no policy), with --steps/--guidance overriding; every number checked
+    (findcli.limits). A policy's size is its own: another --height/--width/--frames is an error."""
     from findcli import limits
+    from findcli.errors import FindError
 
-    limits.check_all({"steps": steps, "guidance": guidance})
+    limits.check_all({"steps": steps, "guidance": guidance, "height": height, "width": width, "frames": frames})
+    for name, given in (("height", height), ("width", width), ("frames", frames)):
+        if given is not None and meta.get(name) is not None and given != meta[name]:
+            raise FindError(f"{source} was trained at --{name} {meta[name]}; it cannot sample at --{name} {given} "
+                            "(its latent has that size): drop the option or train a policy at that size")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     return SamplerSettings(steps if steps is not None else meta.get("steps", 20),
                            guidance if guidance is not None else meta.get("guidance", 7.5),
-                           meta.get("eta", 0.0), meta.get("height"), meta.get("width"))
+                           meta.get("eta", 0.0), height or meta.get("height"), width or meta.get("width"),
+                           frames or meta.get("frames"), scheduler or config.get("scheduler", "auto"))
 
 
 def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy: GaussianPolicy | None,
@@ -44,7 +54,7 @@ def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy
         pz, _ = policy.to(device).sample(s, n)
         pi = rollout(pz, s)
     if baseline or policy is None:
-        bz = prior_noise(latent_shape(pipe, settings.height, settings.width), s, n, device)
+        bz = prior_noise(latent_shape(pipe, settings.height, settings.width, settings.frames), s, n, device)
         bi = rollout(bz, s)
     return Draw(pi, bi)
 
@@ -68,6 +78,9 @@ class SampleRequest:
     model: str | None = None  # None: the policy's model
     steps: int | None = None  # None: the policy's
     guidance: float | None = None  # None: the policy's
+    height: int | None = None  # None: the policy's (another size is an error)
+    width: int | None = None
+    frames: int | None = None
     reward: list[str] | None = None  # None: the policy's reward
     reward_model: str | None = None
     score: bool = True  # False: --no-reward
@@ -93,12 +106,14 @@ def run_sample(request: SampleRequest) -> dict:
     limits.check_all({"n": r.n, "seed": r.seed, "max_batch": r.max_batch})
     pf = load_policy(r.policy)
     meta = pf.meta
-    settings = settings_from_meta(meta, r.steps, r.guidance)
+    settings = settings_from_meta(meta, r.steps, r.guidance, r.height, r.width, r.frames, source=str(r.policy))
     out_dir = Path(r.out_dir or "samples")
     atomic.check_writable(out_dir / "rewards.json")
     model = r.model or meta.get("model")
-    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, r.attention, r.compile)
-    check_latent_shape(pf.policy, latent_shape(pipe, meta.get("height"), meta.get("width")), meta.get("model"))
+    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, r.attention, r.compile, settings.scheduler)
+    check_family(meta, pipe, str(r.policy))
+    check_latent_shape(pf.policy, latent_shape(pipe, settings.height, settings.width, settings.frames),
+                       meta.get("model"))
     _warn_if_builtin_changed(meta)
     prompt = meta["prompt"]
     d = draw(pipe, prompt, settings, r.seed, r.n, pf.policy, r.baseline, r.max_batch, purpose="sample")
@@ -136,3 +151,14 @@ def _warn_if_builtin_changed(meta: dict) -> None:
     if recorded and shapes.is_builtin(meta.get("model")) and recorded != shapes.model_version():
         warn(f"this policy was trained on the built-in model {recorded}, this findcli ships "
              f"{shapes.model_version()}: its images may differ from the ones it was trained for")
+
+
+def check_family(meta: dict, pipe, source: str) -> None:
+    """One line when a policy of one family (sd, sdxl, flux, ...) meets a pipeline of another."""
+    from findcli.errors import FindError
+    from findcli.generators import family_class
+
+    recorded, here = meta.get("family"), family_class(pipe).family
+    if recorded is not None and recorded != here:
+        raise FindError(f"{source} is a policy for a {recorded} model; this --model is a {here} pipeline "
+                        f"({type(pipe).__name__}); use the model it was trained with")

@@ -166,7 +166,7 @@ def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
 
             emit("loading", {"model": cfg.model})
             dev, dt, pipe, used = load_runtime(cfg.model, request.device, request.dtype, request.kernels,
-                                               request.attention, request.compile)
+                                               request.attention, request.compile, cfg.scheduler)
             from findcli.pipeline import check_prompt
 
             cfg.prompt = check_prompt(pipe, cfg.prompt)
@@ -177,9 +177,9 @@ def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
                                                                 cfg.model, dev)
             trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn)
             resumed_from = None
-            if state is not None:
-                from findcli.policy import check_latent_shape, GaussianPolicy
+            from findcli.policy import GaussianPolicy, check_latent_shape
 
+            if state is not None:
                 last = state.get("last_mu")
                 if last is None or last.numel() != trainer.policy.dim:
                     check_latent_shape(GaussianPolicy((0,) if last is None else (last.numel(),)), trainer.shape,
@@ -187,7 +187,11 @@ def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
                 trainer.load_train_state(state)
                 resumed_from = trainer.iteration
             elif request.init is not None:
-                start = load_policy(request.init, expected_shape=trainer.shape)
+                from findcli.sampling import check_family
+
+                start = load_policy(request.init)
+                check_family(start.meta, pipe, str(request.init))
+                check_latent_shape(start.policy, trainer.shape, start.meta.get("model"))
                 trainer.init_from(start.policy.mu, start.policy.log_sigma)
             emit("start", {"trainer": trainer, "reward": reward_fn.spec,
                            "check": check_fn.spec if check_fn is not None else None, "used": used, "device": dev,

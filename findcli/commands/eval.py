@@ -25,6 +25,11 @@ def eval_(
     model: o.Model = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM steps (default: the policy's, else 20)")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="guidance (default: the policy's, else 7.5)")] = None,
+    height: o.Height = None,
+    width: o.Width = None,
+    frames: o.Frames = None,
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="auto, ddim or native (default: the "
+                                                     "policy's, else auto)")] = None,
     reward: o.Reward = None,
     reward_model: o.RewardModel = None,
     max_batch: o.MaxBatch = 16,
@@ -41,7 +46,8 @@ def eval_(
     if json_out is not None:
         atomic.check_writable(json_out)
     request = EvalRequest(prompt=prompt, prompts=prompts, policy=policy, policy_dir=policy_dir, n=n, seed=seed,
-                          model=model, steps=steps, guidance=guidance, reward=reward, reward_model=reward_model,
+                          model=model, steps=steps, guidance=guidance, height=height, width=width, frames=frames,
+                          scheduler=scheduler, reward=reward, reward_model=reward_model,
                           max_batch=max_batch, device=device.value, dtype=dtype.value,
                           kernels=kernels.value if kernels else None)
     progress: Progress | None = None

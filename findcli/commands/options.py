@@ -49,3 +49,9 @@ Reward = Annotated[Optional[list[str]], typer.Option("--reward", help="clip | pi
                                                      "detector on the built-in model, clip elsewhere)")]
 RewardModel = Annotated[Optional[str], typer.Option("--reward-model", help="open_clip ARCH:TAG or ARCH:/ckpt for "
                                                     "clip (default: built-in CLIP or ViT-L-14:openai)")]
+Height = Annotated[Optional[int], typer.Option("--height", help="pixels (default: the model's; a policy's own "
+                                               "size for sample/eval)")]
+Width = Annotated[Optional[int], typer.Option("--width", help="pixels (default: the model's; a policy's own size "
+                                             "for sample/eval)")]
+Frames = Annotated[Optional[int], typer.Option("--frames", help="video families: frames per sample, the "
+                                              "pipeline's num_frames (default: the model's)")]

@@ -21,6 +21,9 @@ def sample(
     model: o.Model = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="override the policy's DDIM steps")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="override the guidance scale")] = None,
+    height: o.Height = None,
+    width: o.Width = None,
+    frames: o.Frames = None,
     reward: o.Reward = None,
     reward_model: o.RewardModel = None,
     no_reward: Annotated[bool, typer.Option("--no-reward", help="skip scoring (no reward model needed)")] = False,
@@ -37,7 +40,7 @@ def sample(
     from findcli.sampling import SampleRequest, run_sample
 
     request = SampleRequest(policy=policy, n=n, seed=seed, out_dir=out_dir, baseline=baseline, model=model,
-                            steps=steps, guidance=guidance, reward=reward, reward_model=reward_model,
+                            steps=steps, guidance=guidance, height=height, width=width, frames=frames, reward=reward, reward_model=reward_model,
                             score=not no_reward, max_batch=max_batch, device=device.value, dtype=dtype.value,
                             kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
     if console.is_terminal:

@@ -21,6 +21,7 @@ ClipRefChoice = choice("ClipRefChoice", CHOICES["clip_ref"])
 KlChoice = choice("KlChoice", CHOICES["kl"])
 AdvNormChoice = choice("AdvNormChoice", CHOICES["adv_norm"])
 KeepChoice = choice("KeepChoice", CHOICES["keep"])
+SchedulerChoice = choice("SchedulerChoice", CHOICES["scheduler"])
 
 
 def train(
@@ -38,6 +39,12 @@ def train(
     steps: Annotated[Optional[int], typer.Option("--steps", help="DDIM denoising steps")] = None,
     guidance: Annotated[Optional[float], typer.Option("--guidance", help="classifier-free guidance scale")] = None,
     eta: Annotated[Optional[float], typer.Option("--eta", help="DDIM eta (0 = deterministic sampler)")] = None,
+    height: o.Height = None,
+    width: o.Width = None,
+    frames: o.Frames = None,
+    scheduler: Annotated[Optional[SchedulerChoice], typer.Option("--scheduler", help="auto: DDIM for SD-family "
+                                                                 "ε/v models, the model's own for flow-matching and "
+                                                                 "few-step ones; ddim; native")] = None,
     baseline: Annotated[Optional[BaselineChoice], typer.Option("--baseline", help="advantage baseline: value "
                                                                "(reward calibration), group, none")] = None,
     replay: Annotated[Optional[int], typer.Option("--replay", help="M: recent batches reused per update")] = None,
@@ -87,6 +94,7 @@ def train(
 
     overrides = enum_values(dict(
         iterations=iterations, batch=batch, lr=lr, steps=steps, guidance=guidance, eta=eta, baseline=baseline,
+        height=height, width=width, frames=frames, scheduler=scheduler,
         replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl,
         reward_weight=reward_weight, value_lr=value_lr, value_steps=value_steps, seed=seed,
         checkpoint_every=checkpoint_every, max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window,
