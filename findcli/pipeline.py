@@ -266,3 +266,44 @@ def grid(images: torch.Tensor, ncol: int | None = None):
         r, q = divmod(i, ncol)
         canvas[:, r * h:(r + 1) * h, q * w:(q + 1) * w] = images[i].float().cpu()
     return to_pil(canvas[None])[0]
+
+
+def frame_strips(media: torch.Tensor, max_frames: int = 8) -> torch.Tensor:
+    """Images pass through; videos (N, F, 3, H, W) become frame strips (N, 3, H, F'·W) of at most
+    `max_frames` evenly spaced frames: how pictures and grids show a video."""
+    if media.ndim == 4:
+        return media
+    n, f, c, h, w = media.shape
+    idx = torch.linspace(0, f - 1, min(f, max_frames)).round().long()
+    return media[:, idx].permute(0, 2, 3, 1, 4).reshape(n, c, h, len(idx) * w)
+
+
+def write_video(video: torch.Tensor, path, fps: int = 8) -> None:
+    """One video (F, 3, H, W) in [0, 1] as an animated GIF (Pillow) or, for a .mp4 path, an H.264 file
+    through imageio-ffmpeg (`pip install 'findcli[video]'`); written atomically."""
+    from pathlib import Path
+
+    from findcli import atomic
+
+    path = Path(path)
+    frames = to_pil(video)
+    if path.suffix == ".gif":
+        atomic.write_with(path, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
+                                                         duration=max(1, round(1000 / fps)), loop=0))
+        return
+    try:
+        import imageio.v3 as iio
+        import numpy as np
+    except ImportError:
+        raise FindError("writing MP4 needs imageio with an ffmpeg backend: pip install 'findcli[video]'") from None
+    arr = np.stack([np.asarray(f) for f in frames])
+    atomic.write_with(path, lambda p: iio.imwrite(p, arr, fps=fps, extension=".mp4", codec="libx264"))
+
+
+def can_write_mp4() -> bool:
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        return True
+    except ImportError:
+        return False

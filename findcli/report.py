@@ -71,6 +71,9 @@ def write_before_after(before, after, r_before, r_after, path: Path, title: str)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from findcli.pipeline import frame_strips
+
+    before, after = frame_strips(before), frame_strips(after)  # videos: a strip of frames per sample
     n = before.shape[0]
     fig, axes = plt.subplots(2, n, figsize=(2.0 * n, 4.4), squeeze=False)
     for row, (imgs, rs, name) in enumerate([(before, r_before, "N(0, I)"), (after, r_after, "FIND")]):

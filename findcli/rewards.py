@@ -202,10 +202,19 @@ def _hub_cached(repo_id: str, filenames) -> str | None:
 
 
 def _check_images(images: torch.Tensor, prompts: list[str]) -> None:
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise FindError(f"rewards take images shaped (N, 3, H, W); got {tuple(images.shape)}.")
+    if not ((images.ndim == 4 and images.shape[1] == 3) or (images.ndim == 5 and images.shape[2] == 3)):
+        raise FindError(f"rewards take images shaped (N, 3, H, W) or videos (N, F, 3, H, W); got {tuple(images.shape)}.")
     if len(prompts) != images.shape[0]:
         raise FindError(f"rewards take one prompt per image; got {images.shape[0]} images and {len(prompts)} prompts.")
+
+
+def over_frames(fn: Callable, videos: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """An image reward lifted to video: the mean over frames of its score of each frame,
+    r(video) = (1/F) Σ_f r(frame_f). videos (N, F, 3, H, W) -> (N,)."""
+    n, f = videos.shape[:2]
+    frames = videos.reshape(n * f, *videos.shape[2:])
+    scores = fn(frames, [p for p in prompts for _ in range(f)])
+    return torch.as_tensor(scores).reshape(n, f).float().mean(dim=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,7 +578,10 @@ def load_user_function(name: str) -> Callable:
 
 
 class UserReward:
-    """Wraps a user function; checks it returns N values. Non-finite values pass through (the trainer handles them)."""
+    """Wraps a user function; checks it returns N values. Non-finite values pass through (the trainer handles them).
+    It receives what the model makes: images (N, 3, H, W), or videos (N, F, 3, H, W) from a video family."""
+
+    accepts_video = True
 
     def __init__(self, name: str):
         self.name = name
@@ -609,7 +621,12 @@ class CombinedReward:
     def component_values(self, images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Each component's unweighted (N,) float32 values on the images' device, for logging."""
         _check_images(images, prompts)
-        return {n: fn(images, prompts).to(device=images.device, dtype=torch.float32) for n, _, fn in self.components}
+        video = images.ndim == 5
+        # A user function gets what the model makes (images, or videos (N, F, 3, H, W)); the built-in
+        # image rewards score videos frame by frame, averaged (over_frames).
+        return {n: (over_frames(fn, images, prompts) if video and not getattr(fn, "accepts_video", False)
+                    else fn(images, prompts)).to(device=images.device, dtype=torch.float32)
+                for n, _, fn in self.components}
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:

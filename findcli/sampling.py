@@ -98,7 +98,7 @@ def run_sample(request: SampleRequest) -> dict:
     import json
 
     from findcli import atomic, limits
-    from findcli.pipeline import grid, latent_shape, load_runtime, to_pil
+    from findcli.pipeline import can_write_mp4, frame_strips, grid, latent_shape, load_runtime, to_pil, write_video
     from findcli.policy import check_latent_shape, load_policy
     from findcli.training import build_reward
 
@@ -131,13 +131,20 @@ def run_sample(request: SampleRequest) -> dict:
             record["baseline_rewards"] = br.tolist()
             record["mean_baseline_reward"] = float(br.mean())
             record["win_rate"] = paired_win_rate(pr, br)
-    for i, img in enumerate(to_pil(d.policy_images)):
-        atomic.write_with(out_dir / f"policy_{i:04d}.png", img.save)
-    atomic.write_with(out_dir / "grid.png", grid(d.policy_images).save)
+    arms = [("policy", d.policy_images, "grid.png")]
     if r.baseline:
-        for i, img in enumerate(to_pil(d.baseline_images)):
-            atomic.write_with(out_dir / f"baseline_{i:04d}.png", img.save)
-        atomic.write_with(out_dir / "grid_baseline.png", grid(d.baseline_images).save)
+        arms.append(("baseline", d.baseline_images, "grid_baseline.png"))
+    mp4 = can_write_mp4()
+    for arm, media, grid_name in arms:
+        if media.ndim == 5:  # video: a GIF per sample (and an MP4 with the [video] extra), the grid as strips
+            for i, video in enumerate(media):
+                write_video(video, out_dir / f"{arm}_{i:04d}.gif")
+                if mp4:
+                    write_video(video, out_dir / f"{arm}_{i:04d}.mp4")
+        else:
+            for i, img in enumerate(to_pil(media)):
+                atomic.write_with(out_dir / f"{arm}_{i:04d}.png", img.save)
+        atomic.write_with(out_dir / grid_name, grid(frame_strips(media)).save)
     atomic.write_text(out_dir / "rewards.json", json.dumps(record, indent=2))
     return record
 

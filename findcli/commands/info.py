@@ -66,5 +66,8 @@ def info(
         console.print(f"kernels: {e}")
     ok, why = xformers_status()
     console.print(f"attention: {'xformers available' if ok else 'sdpa'} — PyTorch SDPA is the default; xformers {why}")
+    from findcli.generators import supported_pipelines
+
+    console.print(f"pipelines: {', '.join(supported_pipelines())}")
     have = (shapes.MODEL_DIR / "model_index.json").is_file()
     console.print(f"built-in model: {f'{shapes.MODEL_DIR} ({shapes.model_version()})' if have else 'missing'}")
