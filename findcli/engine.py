@@ -85,7 +85,9 @@ class FindTrainer:
 
         self.cfg, self.pipe, self.reward = cfg, pipe, reward
         self.out = Path(out)
-        self.device = pipe.unet.device
+        from findcli.pipeline import denoiser
+
+        self.device = denoiser(pipe).device
         self.kernel_backend = get_backend(self.device)  # resolved once; raises if triton is forced but cannot run
         self.settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta, cfg.height, cfg.width, cfg.frames,
                                         cfg.scheduler)
@@ -524,7 +526,7 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
 def summarize_config(cfg: TrainConfig) -> str:
     """Derived quantities printed at start."""
     cfg_rows = 2 if cfg.guidance > 1 else 1
-    return (f"images/iteration={cfg.batch}  UNet rows/step={cfg_rows * min(cfg.batch, cfg.max_batch)}  "
+    return (f"images/iteration={cfg.batch}  denoiser rows/step={cfg_rows * min(cfg.batch, cfg.max_batch)}  "
             f"total images={cfg.batch * cfg.iterations}  replayed samples/update≤{cfg.batch * cfg.replay}  "
             f"policy steps/iteration={cfg.inner_epochs}")
 

@@ -206,6 +206,16 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
     """Apply throughput options; returns what was actually used (and why) for logs and `find info`."""
     from diffusers.models.attention_processor import AttnProcessor2_0
 
+    from findcli.generators import family_class
+
+    cls = family_class(pipe)
+    name = cls.denoiser_attr  # unet, or transformer (whose own attention processors already use SDPA)
+    denoiser = getattr(pipe, name)
+
+    def set_sdpa():
+        if name == "unet":
+            denoiser.set_attn_processor(AttnProcessor2_0())
+
     used: dict = {"attention": "sdpa", "compile": False, "compile_s": 0.0}
     if attention == "xformers":
         try:
@@ -217,20 +227,20 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
             reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             warn(f"xformers attention unavailable ({reason}); using PyTorch SDPA. "
                  "Install a wheel built for this torch (`pip install 'findcli[xformers]'`) to use it")
-            pipe.unet.set_attn_processor(AttnProcessor2_0())
+            set_sdpa()
     elif attention == "sdpa":
-        pipe.unet.set_attn_processor(AttnProcessor2_0())
+        set_sdpa()
     else:
         raise FindError(f"unknown attention backend {attention!r}; use sdpa or xformers")
-    device = pipe.unet.device
-    if channels_last is None:
-        channels_last = device.type == "cuda"
+    device = denoiser.device
+    if channels_last is None:  # 2-D convolutions only: not transformers, not 3-D video UNets/VAEs
+        channels_last = device.type == "cuda" and name == "unet" and not cls.video
     if channels_last:
-        pipe.unet.to(memory_format=torch.channels_last)
+        denoiser.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     used["channels_last"] = bool(channels_last)
     if compile:
-        pipe.unet = torch.compile(pipe.unet)
+        setattr(pipe, name, torch.compile(denoiser))
         pipe.vae.decoder = torch.compile(pipe.vae.decoder)
         used["compile"] = True
     return used
@@ -307,3 +317,10 @@ def can_write_mp4() -> bool:
         return True
     except ImportError:
         return False
+
+
+def denoiser(pipe):
+    """The pipeline's denoiser module (its UNet or transformer, per its family)."""
+    from findcli.generators import family_class
+
+    return getattr(pipe, family_class(pipe).denoiser_attr)

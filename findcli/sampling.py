@@ -48,7 +48,7 @@ def draw(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int, policy
 
     s = noise_seed(purpose, seed)
     rollout = Rollout(pipe, prompt, settings, max_batch)
-    device = pipe.unet.device
+    device = rollout.device
     pi = bi = None
     if policy is not None:
         pz, _ = policy.to(device).sample(s, n)
