@@ -118,7 +118,8 @@ def run_sample(request: SampleRequest) -> dict:
     prompt = meta["prompt"]
     d = draw(pipe, prompt, settings, r.seed, r.n, pf.policy, r.baseline, r.max_batch, purpose="sample")
     record: dict = {"prompt": prompt, "policy": str(r.policy), "model": pipe.find_source, "seed": r.seed, "n": r.n,
-                    "steps": settings.steps, "guidance": settings.guidance, "eta": settings.eta}
+                    "steps": settings.steps, "guidance": settings.guidance, "eta": settings.eta,
+                    "video": d.policy_images.ndim == 5}
     if r.score:
         reward_fn, _ = build_reward(r.reward or meta.get("reward") or "clip", r.reward_model or meta.get("reward_model"),
                                     model, dev)

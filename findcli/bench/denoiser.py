@@ -65,9 +65,9 @@ def rollout_row(pipe, prompt: str, steps: int, batch: int, budget_s: float, guid
     # The UNet forward alone on the 2·B rows of one CFG step, called exactly as the pipeline calls it
     # (same kwargs, so a compiled UNet reuses its graph).
     rows = 2 * batch if guidance > 1.0 else batch
-    embeds = roll.prompt_embeds.expand(batch, -1, -1)
+    embeds = roll.embeds["prompt_embeds"].expand(batch, -1, -1)  # the SD-family adapter's encoded prompt
     if guidance > 1.0:
-        embeds = torch.cat([roll.negative_embeds.expand(batch, -1, -1), embeds])
+        embeds = torch.cat([roll.embeds["negative_prompt_embeds"].expand(batch, -1, -1), embeds])
     x = torch.cat([z] * (rows // batch)).to(pipe.unet.dtype)
     pipe.scheduler.set_timesteps(steps, device=device)
     t = pipe.scheduler.timesteps[0]

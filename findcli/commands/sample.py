@@ -58,4 +58,5 @@ def sample(
         if baseline:
             table.add_row("N(0, I)", f"{record['mean_baseline_reward']:.4f}", f"{1 - record['win_rate']:.3f}")
         console.print(table)
-    console.print(f"wrote {n} image(s){' per arm' if baseline else ''}, grid and rewards.json to {out_dir}")
+    what = "video(s) (GIF)" if record.get("video") else "image(s)"
+    console.print(f"wrote {n} {what}{' per arm' if baseline else ''}, grid and rewards.json to {out_dir}")
