@@ -144,14 +144,6 @@ def test_pixart_passes_the_attention_masks(pipes):
 # ------------------------------------------------------------------ 2. find train / find sample
 
 
-def _xfail_if_shared_code_needs_a_unet(res):
-    """Transformer pipelines (PixArt) have no pipe.unet, which shared code outside the adapter still
-    reads (pipeline.configure_pipeline, engine.FindTrainer, sampling.draw): an expected failure until
-    those use the family's denoiser (Generator.denoiser_attr); then the test runs for real."""
-    if res.exit_code != 0 and "has no attribute 'unet'" in repr(res.exception):
-        pytest.xfail("shared code reads pipe.unet; a transformer pipeline has none: " + repr(res.exception))
-
-
 def _reward_file(d):
     path = d / "bright.py"
     path.write_text("def reward(images, prompts):\n    return images.flatten(1).mean(1)\n")
@@ -162,7 +154,6 @@ def _train_and_sample(model_dir, family, tmp_path):
     out = tmp_path / "run" / "p.pt"
     res = invoke("train", PROMPT, "--model", model_dir, "--reward", _reward_file(tmp_path), "--iterations", 3,
                  "--batch", 2, "--out", out, *FAST)
-    _xfail_if_shared_code_needs_a_unet(res)
     assert res.exit_code == 0, (res.output, res.exception)
     meta = load_policy(out).meta
     assert meta["family"] == family and meta["latent_layout"] == "CHW"
@@ -170,7 +161,6 @@ def _train_and_sample(model_dir, family, tmp_path):
     assert meta["scheduler"] == "DDIMScheduler"  # --scheduler auto
     res = invoke("sample", "--policy", out, "--n", 2, "--out-dir", tmp_path / "s", "--no-reward",
                  "--device", "cpu", "--kernels", "torch")
-    _xfail_if_shared_code_needs_a_unet(res)
     assert res.exit_code == 0, (res.output, res.exception)
     from PIL import Image
 
@@ -197,7 +187,6 @@ def test_policy_of_another_family_is_refused_in_one_line(saved, name, tmp_path):
     save_policy(tmp_path / "sd.pt", GaussianPolicy(SHAPE), meta)
     res = invoke("sample", "--policy", tmp_path / "sd.pt", "--n", 1, "--out-dir", tmp_path / "s", "--no-reward",
                  "--device", "cpu", "--kernels", "torch")
-    _xfail_if_shared_code_needs_a_unet(res)
     assert res.exit_code != 0
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "a policy for a sd model" in err[0], res.stderr

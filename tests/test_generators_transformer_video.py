@@ -63,14 +63,6 @@ def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def xfail_if_shared_code_reads_unet(res):
-    """Shared code outside these adapters (pipeline.configure_pipeline, engine.FindTrainer, sampling.draw)
-    still reads pipe.unet, which transformer pipelines lack: an expected failure until it asks the
-    family's denoiser_attr (and leaves these pipelines' own attention processors in place)."""
-    if res.exit_code != 0 and isinstance(res.exception, AttributeError) and "'unet'" in str(res.exception):
-        pytest.xfail(f"shared code reads pipe.unet; a transformer pipeline has none: {res.exception}")
-
-
 def one_error_line(res) -> str:
     lines = [line for line in res.output.strip().splitlines() if line.strip()]
     assert "Traceback" not in res.output, res.output
@@ -235,7 +227,6 @@ def test_find_train_then_sample_writes_videos(saved, name, tmp_path):
     out = tmp_path / "run" / "p.pt"
     res = invoke("train", PROMPT, "--model", saved[name], "--reward", f"{reward}:reward", "--iterations", 3,
                  "--batch", 2, "--out", out, *size, *FAST)
-    xfail_if_shared_code_reads_unet(res)
     assert res.exit_code == 0, res.output
     meta = load_policy(out).meta
     assert (meta["family"], meta["frames"], meta["height"], meta["width"]) == (name, frames, 16, 16)
@@ -245,7 +236,6 @@ def test_find_train_then_sample_writes_videos(saved, name, tmp_path):
     s = tmp_path / "s"
     res = invoke("sample", "--policy", out, "--n", 2, "--out-dir", s, "--no-reward", "--device", "cpu",
                  "--kernels", "torch")
-    xfail_if_shared_code_reads_unet(res)
     assert res.exit_code == 0, res.output
     gif = s / "policy_0000.gif"
     assert gif.is_file(), f"find sample wrote no GIF for a video policy: {sorted(p.name for p in s.iterdir())}"
@@ -265,7 +255,6 @@ def test_a_policy_of_another_family_is_refused(saved, pipes, name, tmp_path):
     save_policy(tmp_path / "sd.pt", GaussianPolicy(shape), meta)
     res = invoke("sample", "--policy", tmp_path / "sd.pt", "--n", 1, "--out-dir", tmp_path / "s", "--no-reward",
                  "--device", "cpu", "--kernels", "torch")
-    xfail_if_shared_code_reads_unet(res)
     assert res.exit_code != 0
     line = one_error_line(res)
     assert "a policy for a sd model" in line and f"a {name} pipeline" in line, line
@@ -290,7 +279,6 @@ def test_train_raises_synthetic_reward_toward_known_optimum_cogvideox(saved, tmp
     out = tmp_path / "run" / "p.pt"
     res = invoke("train", PROMPT, "--model", saved["cogvideox"], "--reward", f"{reward}:reward", "--batch", 16,
                  "--iterations", 24, "--out", out, *FAST)
-    xfail_if_shared_code_reads_unet(res)
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in (out.parent / "p.metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 24
