@@ -301,17 +301,18 @@ def write_video(video: torch.Tensor, path, fps: int = 8) -> None:
         atomic.write_with(path, lambda p: frames[0].save(p, format="GIF", save_all=True, append_images=frames[1:],
                                                          duration=max(1, round(1000 / fps)), loop=0))
         return
-    try:
-        import imageio.v3 as iio
-        import numpy as np
-    except ImportError:
-        raise FindError("writing MP4 needs imageio with an ffmpeg backend: pip install 'findcli[video]'") from None
+    if not can_write_mp4():
+        raise FindError("writing MP4 needs imageio with an ffmpeg backend: pip install 'findcli[video]'")
+    import imageio.v3 as iio
+    import numpy as np
+
     arr = np.stack([np.asarray(f) for f in frames])
     atomic.write_with(path, lambda p: iio.imwrite(p, arr, fps=fps, extension=".mp4", codec="libx264"))
 
 
 def can_write_mp4() -> bool:
     try:
+        import imageio.v3  # noqa: F401
         import imageio_ffmpeg  # noqa: F401
 
         return True
