@@ -7,9 +7,12 @@ The measurement code lives in `findcli.bench.denoiser` so that `find bench` runs
 any install; this script is the standalone entry point.
 
 Run:  python benchmarks/bench_denoiser.py [--quick] [--device cuda|cpu] [--dtype fp16|bf16|fp32]
-                                          [--no-compile] [--json FILE]
+                                          [--no-compile] [--model-family FAMILIES] [--json FILE]
       find bench --only denoiser   (the same, inside the CLI)
 --quick: the tiny test pipeline (and the built-in model if present), CPU-sized, seconds.
+--model-family sdxl,flux,wan (any of findcli.generators.FAMILIES; repeat or comma list): those
+  families' rows instead: with --quick their tiny random pipelines; otherwise each reference
+  architecture with random weights at its native resolution (findcli.bench.families), GPU only.
 """
 
 import sys

@@ -282,3 +282,138 @@ def test_steps_sweep_alignment_row_with_a_stand_in_builtin_model(tiny_quick, mon
     for key in ("baseline_success", "find_success", "win_rate"):
         assert 0.0 <= row[key] <= 1.0 and (row[key] * plan.eval_n) % 0.5 == 0  # rates over n=4 images (ties: ½)
     assert row["gain"] == pytest.approx(row["find_success"] - row["baseline_success"])
+
+
+# ---------------------------------------------------------------------------------------------- --model-family
+
+
+@pytest.fixture
+def family_quick(monkeypatch):
+    """The quick plan's family rows cut to seconds: 2 steps, batch 1 only, the fewest timed calls."""
+    plan = dataclasses.replace(plans.QUICK, family_steps=2, family_batches={"default": (1,)}, row_budget_s=0.0,
+                               family_min_reps=1)
+    monkeypatch.setattr(plans, "QUICK", plan)
+    return plan
+
+
+def test_model_family_quick_rows_for_sdxl_flux_wan(family_quick, tmp_path):
+    out = tmp_path / "out.json"
+    res = _invoke("bench", "--quick", "--only", "denoiser", "--model-family", "sdxl,flux", "--model-family", "wan",
+                  "--json", out)
+    assert res.exit_code == 0, res.output + res.stderr
+    data = json.loads(out.read_text())
+    d = data["denoiser"]
+    assert {"steps", "guidance", "peak_tflops", "models", "rows"} <= set(d)  # the sd section's keys stay
+    assert d["models"] == {} and d["rows"] == []  # --model-family runs the families instead of the sd rows
+    assert data["meta"]["model_families"] == ["sdxl", "flux", "wan"]
+    assert list(d["families"]) == ["sdxl", "flux", "wan"]
+    media = {"sdxl": "image", "flux": "image", "wan": "video"}
+    cfg_rows = {"sdxl": 2, "flux": 1, "wan": 2}  # FLUX.1-dev: guidance embedded, no CFG rows
+    for fam, info in d["families"].items():
+        assert info["status"] == "ok" and info["size"] == "tiny", info
+        assert info["gflop_per_image"] > 0 and info["step_gflop"] > 0 and info["decode_gflop"] > 0, info
+        assert info["gflop_per_image"] == pytest.approx(2 * info["step_gflop"] + info["decode_gflop"], rel=1e-4)
+        assert info["media"] == media[fam] and info["cfg_rows"] == cfg_rows[fam] and info["steps"] == 2
+        assert info["attention_flops"].startswith("counted")
+    assert info["resolution"] == [16, 16, 5] and info["latent"] == [4, 2, 2, 2]  # wan: the tiny size
+    rows = {r["family"]: r for r in d["family_rows"]}
+    assert len(d["family_rows"]) == 3 and set(rows) == set(media)
+    for fam, r in rows.items():
+        assert r["status"] == "ok" and r["batch"] == 1 and r["steps"] == 2, r
+        assert r["images_per_s"] == pytest.approx(1 / r["rollout_s"], rel=1e-3)
+        assert r["denoise_s"] > 0 and r["decode_s"] > 0 and r["frac_of_peak"] is None  # CPU: no peak
+        assert r["tflops"] == pytest.approx(d["families"][fam]["gflop_per_image"] * r["images_per_s"] / 1e3,
+                                            rel=1e-2, abs=1e-6)
+    assert "frames_per_s" in rows["wan"] and "frames_per_s" not in rows["sdxl"]
+    assert "denoiser families" in res.output  # the table
+
+
+def test_rollout_flops_matches_the_meta_device_unet_count_on_the_tiny_sd_pipeline():
+    """Oracle: for the tiny SD pipeline the step FLOPs solved from two counted rollouts equal the
+    existing meta-device count of one UNet forward on the 2 CFG rows, and the decode FLOPs equal its
+    VAE decode count. It holds on the CPU because both count attention as the same matmuls: the
+    meta count through diffusers' plain AttnProcessor, the rollouts under the math SDPA backend."""
+    from findcli.bench.families import build_quick_pipeline
+    from findcli.bench.flops import unet_flop_counts
+    from findcli.generators import SamplerSettings
+    from findcli.pipeline import configure_pipeline
+
+    pipe = build_quick_pipeline("sd", torch.device("cpu"), torch.float32)
+    configure_pipeline(pipe)  # SDPA processors, as the benchmark runs it
+    got = bench.rollout_flops(pipe, "a red cube", SamplerSettings(steps=5, guidance=7.5))
+    unet, decode = unet_flop_counts(pipe, 7.5, (4, 8, 8))
+    assert got["step_flops"] == pytest.approx(unet, rel=0.01)
+    assert got["decode_flops"] == pytest.approx(decode, rel=0.01)
+    assert got["per_image_flops"] == 5 * got["step_flops"] + got["decode_flops"]
+    # The sd rows keep their meta-device numbers (flops_per_image is that count, rounded).
+    assert bench.flops_per_image(pipe, 5, 7.5, (4, 8, 8))["gflop_per_image"] == round((5 * unet + decode) / 1e9, 3)
+
+
+def test_rollout_flops_counts_transformer_attention_on_the_cpu():
+    """Oracle: on the CPU the counter has no formula for PyTorch's CPU SDPA kernel; counted under the
+    math backend, the tiny FLUX step gains exactly its joint attention, 4·H·L²·D per block, over
+    the count with the default kernel: 2 blocks (1 double, 1 single), H=2, D=16, L = 512 T5 tokens
+    + 16 packed image tokens."""
+    from findcli.bench.families import build_quick_pipeline
+    from findcli.generators import SamplerSettings
+
+    pipe = build_quick_pipeline("flux", torch.device("cpu"), torch.float32)
+    settings = SamplerSettings(steps=3, guidance=3.5, height=16, width=16)
+    counted = bench.rollout_flops(pipe, "a red cube", settings)
+    missing = bench.rollout_flops(pipe, "a red cube", settings, cpu_math_attention=False)
+    assert counted["attention"].startswith("counted") and missing["attention"].startswith("NOT counted")
+    assert counted["step_flops"] - missing["step_flops"] == 2 * 4 * 2 * 528 ** 2 * 16
+
+
+def test_full_size_family_rows_need_a_gpu(tmp_path):
+    """Without --quick and without CUDA each full-size family row is skipped with the reason (nothing is
+    built); a family with no reference architecture here says so."""
+    result = bench.run_bench(["denoiser"], quick=False, device=torch.device("cpu"), dtype=torch.float32,
+                             families=["sdxl", "flux", "wan", "pixart"], log=lambda m: None)
+    d = result["denoiser"]
+    for fam in ("sdxl", "flux", "wan"):
+        assert d["families"][fam]["status"] == "skipped: needs a GPU (CPU numbers only with --quick)"
+        assert d["families"][fam]["config_source"] and d["families"][fam]["text_encoders"].startswith("1-layer")
+    assert d["families"]["wan"]["resolution"] == [480, 832, 81] and d["families"]["flux"]["resolution"] == [1024, 1024]
+    assert d["families"]["pixart"]["status"].startswith("skipped: no full-size reference architecture for pixart")
+    assert d["family_rows"] and all(r["status"].startswith("skipped: ") for r in d["family_rows"])
+    assert [r["batch"] for r in d["family_rows"] if r["family"] == "wan"] == [1]
+    assert any("text encoders one layer deep" in n for n in result["meta"]["notes"])
+
+
+def test_unknown_model_family_is_a_one_line_error(tmp_path):
+    res = _invoke("bench", "--quick", "--only", "denoiser", "--model-family", "sdxl,bogus", "--json",
+                  tmp_path / "out.json")
+    assert res.exit_code != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown model family 'bogus'"), res.stderr
+    assert not (tmp_path / "out.json").exists()
+    assert bench.script_main("denoiser", ["--quick", "--model-family", "bogus"]) == 2  # the script too
+    assert bench.parse_families(["flux,sdxl", "flux", " wan "]) == ["flux", "sdxl", "wan"]
+    assert bench.parse_families(None) == []
+
+
+def test_full_size_configs_build_on_meta_with_the_published_parameter_counts():
+    """The reference architectures construct on the meta device (no memory) with the released weights'
+    parameter counts (findcli.bench.families.PUBLISHED_PARAMS, cited there: SDXL-base-1.0 UNet
+    2,567,463,684 ≈ the paper's 2.6 B; FLUX.1-dev transformer 11,901,408,320 ≈ the card's 12 B; Wan2.1
+    T2V-1.3B transformer 1,418,996,800), within 2%; the whole pipelines build on meta in the target
+    dtype (nothing on the CPU, nothing fp32) and give the native latent shapes."""
+    from findcli.bench import families as fam
+    from findcli.pipeline import latent_shape
+
+    published_vae = {"sdxl": 83_653_863, "wan": 126_892_531}  # the released vae/ weights
+    for family, n in fam.PUBLISHED_PARAMS.items():
+        with torch.device("meta"):
+            net, vae = fam.build_denoiser(family), fam.build_vae(family)
+        assert all(p.is_meta for p in net.parameters())
+        assert sum(p.numel() for p in net.parameters()) == pytest.approx(n, rel=0.02), family
+        if family in published_vae:
+            assert sum(p.numel() for p in vae.parameters()) == pytest.approx(published_vae[family], rel=0.02)
+    native = {"sdxl": (4, 128, 128), "flux": (16, 128, 128), "wan": (16, 21, 60, 104)}
+    for family, shape in native.items():
+        pipe = fam.build_full_pipeline(family, torch.device("meta"), torch.bfloat16)
+        modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+        params = [p for m in modules for p in m.parameters()]
+        assert params and all(p.is_meta and p.dtype == torch.bfloat16 for p in params), family
+        assert latent_shape(pipe) == shape, family

@@ -10,6 +10,8 @@ classifier-free guidance), a VAE decode, a reward. Four sections; each is a top-
                Beside each: the UNet forward alone (2·B rows), FLOPs per image counted with
                torch.utils.flop_counter.FlopCounterMode on a meta-device copy (no compute), the achieved
                TFLOP/s and its fraction of the card's dense 16-bit peak (PEAK_TFLOPS; unknown -> null).
+               --model-family FAMILY: instead, each family's rollouts (tiny with --quick; else its
+               reference architecture with random weights at its native resolution, GPU only).
   end_to_end   one `find train` iteration (FindTrainer.step) split into denoise / decode / reward /
                update, iterations/s and images/s, for the default preset and for `--preset paper`.
   steps_sweep  T in {10, 20, 50}: rollout time; on the built-in model also the alignment gain of a
@@ -22,7 +24,9 @@ call `script_main` or `kernels.run`, and results are written where --json says, 
   timing       time_call: the one timing helper (warm-up, CUDA sync, medians; do_bench on CUDA)
   plans        Plan, FULL, QUICK (sizes of a run), SECTIONS, PROMPTS
   models       the builtin / sd15 (random SD1.5 architecture) / tiny pipelines and their rewards
-  flops        FLOPs per image on a meta-device copy, the cards' peak table
+  families     --model-family: each family's tiny pipeline, or its reference architecture (random weights)
+  flops        FLOPs per image on a meta-device copy (sd rows) or around two real rollouts (family rows),
+               the cards' peak table
   meta         the result's `meta` key
   kernels, denoiser, end_to_end, steps_sweep   one module per section
   runner       parse_sections, run_bench, script_main
@@ -39,7 +43,7 @@ from findcli.bench.denoiser import (
     _xformers_reason as _xformers_reason,  # tests/test_rollout_equivalence.py
 )
 from findcli.bench.denoiser import rollout_row
-from findcli.bench.flops import PEAK_TFLOPS, flops_per_image, peak_tflops
+from findcli.bench.flops import PEAK_TFLOPS, flops_per_image, peak_tflops, rollout_flops
 from findcli.bench.meta import card_name, meta
 from findcli.bench.models import (
     Models,
@@ -48,12 +52,12 @@ from findcli.bench.models import (
     sd15_configs,
 )
 from findcli.bench.plans import PROMPTS, SECTIONS, Plan
-from findcli.bench.runner import parse_sections, run_bench, script_main
+from findcli.bench.runner import parse_families, parse_sections, run_bench, script_main
 from findcli.bench.tables import tables
 from findcli.bench.timing import Timing, time_call
 
 __all__ = [
     "PEAK_TFLOPS", "PROMPTS", "SECTIONS", "Models", "Plan", "Timing", "build_sd15_pipeline", "card_name",
-    "colourfulness_reward", "flops_per_image", "meta", "parse_sections", "peak_tflops", "rollout_row",
-    "run_bench", "script_main", "sd15_configs", "tables", "time_call",
+    "colourfulness_reward", "flops_per_image", "meta", "parse_families", "parse_sections", "peak_tflops",
+    "rollout_flops", "rollout_row", "run_bench", "script_main", "sd15_configs", "tables", "time_call",
 ]

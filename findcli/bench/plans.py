@@ -14,6 +14,7 @@ PROMPTS = {
     "sd15": "a photograph of an astronaut riding a horse",
     "tiny": "a photograph of an astronaut riding a horse",
 }
+FAMILY_PROMPT = "a photograph of an astronaut riding a horse"  # every --model-family row (images and videos)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class Plan:
     eval_n: int  # images per arm of the paired evaluation
     compile: bool  # whether to run the torch.compile rows at all
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # --model-family rows (findcli.bench.families): denoising steps (None = the pipeline's own default
+    # num_inference_steps), images (videos) per rollout per family ("default" for the others; batch 1
+    # always runs first), and the fewest timed rollouts per row (full-size video rollouts take minutes).
+    family_steps: int | None = None
+    family_batches: dict[str, tuple[int, ...]] = field(default_factory=lambda: {"default": (1,)})
+    family_min_reps: int = 3
 
 
 FULL = Plan(
@@ -47,6 +54,10 @@ FULL = Plan(
     e2e_models=("builtin", "sd15"), e2e_overrides={"default": {}, "paper": {}}, e2e_warmup=1, e2e_iterations=3,
     sweep_models=("builtin", "sd15"), sweep_steps=(10, 20, 50), sweep_batch=8,
     find_iterations=TrainConfig.iterations, find_batch=TrainConfig.batch, eval_n=128, compile=True,  # find train's defaults
+    # Each pipeline's own default steps (sdxl 50, flux 28, wan 50); a full-size Wan rollout (81 frames
+    # at 480x832, 50 steps, CFG) takes minutes, so it runs at batch 1 only and with 2 timed calls.
+    family_steps=None, family_batches={"sd": (1, 8), "sdxl": (1, 4), "flux": (1, 4), "default": (1,)},
+    family_min_reps=2,
 )
 
 QUICK = Plan(
@@ -60,6 +71,7 @@ QUICK = Plan(
     find_iterations=2, find_batch=4, eval_n=8, compile=False,
     notes=("quick: CPU-sized smoke run; steps reduced (denoiser T=4, sweep T=2/5/10, e2e T=4 and 10); "
            "torch.compile rows skipped (tens of seconds to compile on a CPU)",),
+    family_steps=4, family_batches={"default": (1, 2)}, family_min_reps=3,
 )
 
 

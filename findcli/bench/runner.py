@@ -36,14 +36,38 @@ def parse_sections(values: list[str] | None) -> list[str]:
     return [s for s in SECTIONS if s in wanted]
 
 
+def parse_families(values: list[str] | None) -> list[str]:
+    """--model-family values (repeatable, or comma lists) -> families in the order given, without repeats;
+    [] when none. The families are findcli.generators.FAMILIES'."""
+    from findcli.generators import FAMILIES
+
+    wanted: list[str] = []
+    for value in values or []:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if not name:
+                continue
+            if name not in FAMILIES:
+                raise FindError(f"unknown model family {name!r} in --model-family; choose from {', '.join(FAMILIES)} "
+                                "(repeat --model-family or give a comma list)")
+            if name not in wanted:
+                wanted.append(name)
+    if values and not wanted:
+        raise FindError(f"--model-family named no family; choose from {', '.join(FAMILIES)}")
+    return wanted
+
+
 def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: torch.dtype,
               compile: bool | None = None, command: str = "find bench",
               log: Callable[[str], None] | None = None,
-              on_section: Callable[[dict], None] | None = None) -> dict:
+              on_section: Callable[[dict], None] | None = None,
+              families: list[str] | None = None) -> dict:
     """Run the chosen sections; returns {"meta", "kernels", "denoiser", "end_to_end", "steps_sweep"}.
 
     The plan is `plans.QUICK` or `plans.FULL`, read at call time (tests shrink it there).
     `on_section(result)` is called after each section with the result so far (for incremental JSON).
+    `families` (--model-family, parsed by parse_families): the denoiser section runs those families'
+    rows instead of its sd rows (findcli.bench.denoiser.run_families).
     """
     from findcli.bench import kernels  # imported on use: it loads the Triton kernels
     from findcli.bench.denoiser import denoiser
@@ -55,6 +79,12 @@ def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: tor
         plan = replace(plan, compile=compile)
     log = log or _stderr
     result: dict = {"meta": meta(plan, device, dtype, sections, command)}
+    result["meta"]["model_families"] = list(families or [])
+    if families and not plan.quick:
+        result["meta"]["notes"].append(
+            "--model-family rows at full size: each family's denoiser and VAE at its reference checkpoint's "
+            "published architecture with random (seeded) weights, at its native resolution; text encoders one "
+            "layer deep at the hidden sizes the denoiser reads (they run once per prompt, not per image)")
     result.update({s: None for s in SECTIONS})
     models = Models(device, dtype, log)
     with threads_for(plan.quick, device):
@@ -64,7 +94,7 @@ def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: tor
             if section == "kernels":
                 result["kernels"] = kernels.run(quick, str(device))
             elif section == "denoiser":
-                result["denoiser"] = denoiser(plan, models, log)
+                result["denoiser"] = denoiser(plan, models, log, families=families)
             elif section == "end_to_end":
                 result["end_to_end"] = end_to_end(plan, models, log)
             elif section == "steps_sweep":
@@ -96,11 +126,18 @@ def script_main(section: str, argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", help="auto (fp16 on CUDA, fp32 on CPU), fp32, fp16 or bf16")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--json", default=None, help="write the result here as JSON")
+    if section == "denoiser":
+        parser.add_argument("--model-family", action="append", default=None, metavar="FAMILIES",
+                            help="run these pipeline families' rows instead of the sd rows (repeat or comma "
+                                 "list): tiny random pipelines with --quick, else each reference architecture "
+                                 "with random weights at its native resolution (GPU only)")
     args = parser.parse_args(argv)
     try:
+        families = parse_families(getattr(args, "model_family", None))
         dev = resolve_device(args.device)
         result = run_bench([section], args.quick, dev, resolve_dtype(args.dtype, dev),
-                           compile=False if args.no_compile else None, command=" ".join(["python", *sys.argv]))
+                           compile=False if args.no_compile else None, command=" ".join(["python", *sys.argv]),
+                           families=families)
     except FindError as e:
         _stderr(f"error: {e}")
         return 2

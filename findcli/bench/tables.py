@@ -42,6 +42,33 @@ def _table(title: str, columns: tuple[str, ...], left: tuple[str, ...]):
     return t
 
 
+def _families_table(d: dict, m: dict):
+    """The --model-family rows: one line per (family, batch); a family that did not run, its reason."""
+    notes = _Notes()
+    t = _table(f"denoiser families — rollouts through each family's pipeline (random weights); "
+               f"{m.get('card', '')}, {m.get('dtype', '')}, peak {_fmt(d['peak_tflops'], '.0f')} TFLOP/s",
+               ("family", "size", "resolution", "B", "T", "CFG rows", "images/s", "denoise s", "decode s", "ms/step",
+                "GFLOP/step", "GFLOP/image", "TFLOP/s", "% peak", "status"), ("family", "size", "resolution", "status"))
+    for r in d["family_rows"]:
+        info = d["families"].get(r["family"], {})
+        ok = r["status"] == "ok"
+        res = "x".join(str(v) for v in info.get("resolution", [])) or "-"
+        if info.get("media") == "video":
+            res = f"{res} frames"
+        t.add_row(r["family"], r.get("size", ""), res, _fmt(r.get("batch"), "d"), _fmt(r.get("steps"), "d"),
+                  _fmt(info.get("cfg_rows") if ok else None, "d"), _fmt(r.get("images_per_s"), ".4g"),
+                  _fmt(r.get("denoise_s"), ".4f"), _fmt(r.get("decode_s"), ".4f"), _fmt(r.get("step_ms"), ".2f"),
+                  _fmt(info.get("step_gflop") if ok else None, ".4g"),
+                  _fmt(info.get("gflop_per_image") if ok else None, ".4g"), _fmt(r.get("tflops"), ".3g"),
+                  _fmt(None if r.get("frac_of_peak") is None else 100 * r["frac_of_peak"], ".1f"),
+                  notes.cell(r["status"]))
+    t.caption = "\n".join(x for x in (
+        "images/s: samples per second (videos for video families); GFLOP/step: one denoising step of one sample, "
+        "every row the pipeline runs (CFG included); GFLOP/image = T x step + decode, counted around two real "
+        "rollouts (FlopCounterMode); text encoders run once per prompt and are not counted", notes.caption()) if x)
+    return t
+
+
 def tables(result: dict) -> list:
     """Rich tables, one per section that ran."""
     out = []
@@ -59,7 +86,7 @@ def tables(result: dict) -> list:
         t.caption = notes.caption()
         out.append(t)
     d = result.get("denoiser")
-    if d:
+    if d and (d["models"] or d["rows"]):
         notes = _Notes()
         t = _table(f"denoiser — full rollouts: T={d['steps']} DDIM steps, CFG {d['guidance']}, VAE decode; "
                    f"{m.get('card', '')}, {m.get('dtype', '')}, peak {_fmt(d['peak_tflops'], '.0f')} TFLOP/s",
@@ -81,6 +108,8 @@ def tables(result: dict) -> list:
                                            "pipeline's denoising time per step (scheduler and CFG included)",
                                            notes.caption()) if x)
         out.append(t)
+    if d and d.get("families"):
+        out.append(_families_table(d, m))
     e = result.get("end_to_end")
     if e:
         notes = _Notes()
