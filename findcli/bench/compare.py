@@ -1,0 +1,237 @@
+"""Section `compare` (issue 13): FIND against UNet fine-tuning (DPOK, DDPO), best-of-N and ReNO on
+the built-in model — same prompts, same reward, same judge, one method after another in one process.
+
+Per prompt and method:
+  training methods (find, find-paper, dpok, ddpo): `train_step()` until the wall-clock budget is
+    spent; every `eval_every` steps (and at the end) `generate(eval_n)` is judged — the eval images'
+    cost is kept apart (`generate_cost`), so the curve's x axes (wall seconds, denoiser rows, reward
+    calls) are training cost only;
+  delivery methods (best-of-n, reno): no training; one `generate(eval_n)`, whose cost per image is the
+    method's price of every image.
+Recorded: the curve (success, reward against training cost), the final point, the delivery cost per
+image after training (FIND: one rollout, the base model's cost), the time each training method took
+to reach every other method's final success, and diversity — the mean pairwise L2 distance between
+`eval_n` images of the prompt (8×8 average-pooled pixels in [0, 1], so a method that collapses to one
+image scores ≈ 0; a cheap proxy, not a perceptual metric).
+
+Each method's own noise namespace is used for its eval images (FIND: "eval"; the baselines: "bench"),
+so success rates are estimates on different, equally fresh noise of the same size n.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from findcli.errors import FindError
+
+TRAINING = ("find", "find-paper", "dpok", "ddpo")
+DELIVERY = ("best-of-n", "reno")
+METHODS = TRAINING + DELIVERY
+
+
+@dataclass
+class CompareConfig:
+    prompts: tuple[str, ...] = ("a red cube on a blue sphere",)  # the built-in grammar's prompts
+    methods: tuple[str, ...] = METHODS
+    budget_s: float = 600.0  # wall-clock training budget per training method and prompt
+    eval_every: int = 10  # training steps between evaluations
+    eval_n: int = 32  # images judged per evaluation (and for diversity)
+    seed: int = 0  # training seed of every method
+    eval_seed: int = 1  # eval seed (each method's own namespace)
+    steps: int = 20  # sampler steps of every method (DDIM)
+    n_candidates: int = 16  # best-of-N: N
+    reno_iterations: int = 50  # ReNO: optimisation iterations per image (published: 50)
+    max_steps: int | None = None  # cap on training steps (tests); None = the budget alone
+    overrides: dict = field(default_factory=dict)  # per method: {name: {setting: value}}
+
+
+def diversity(images: torch.Tensor) -> float:
+    """Mean pairwise L2 distance of 8×8 average-pooled images (N, 3, H, W) in [0, 1]."""
+    x = torch.nn.functional.adaptive_avg_pool2d(images.float().cpu(), 8).flatten(1)
+    if x.shape[0] < 2:
+        return float("nan")
+    d = torch.cdist(x, x)
+    n = x.shape[0]
+    return float(d.sum() / (n * (n - 1)))
+
+
+def _judge(images: torch.Tensor, prompt: str, reward) -> tuple[float, float]:
+    from findcli import shapes
+
+    ok, _ = shapes.judge_images(images, prompt)
+    with torch.no_grad():
+        r = torch.as_tensor(reward(images, [prompt] * images.shape[0])).float()
+    return float(ok.float().mean()), float(r.mean())
+
+
+def build_method(name: str, pipe, prompt: str, reward, cfg: CompareConfig):
+    """The Method object for `name` with its documented settings (and cfg.overrides[name])."""
+    from findcli.generators.base import SamplerSettings
+
+    extra = dict(cfg.overrides.get(name, {}))
+    if name in ("find", "find-paper"):
+        from findcli.baselines.find_method import FindMethod
+
+        preset = "default" if name == "find" else "paper"
+        steps = extra.pop("steps", cfg.steps if preset == "default" else None)
+        kw = {"steps": steps} if steps is not None else {}
+        return FindMethod(pipe, prompt, reward, preset=preset, seed=cfg.seed, **kw, **extra)
+    if name in ("dpok", "ddpo"):
+        try:
+            from findcli.baselines.dpok import Dpok
+        except ImportError as e:
+            raise FindError(f"the {name} baseline needs peft: pip install 'findcli[compare]' ({e})") from None
+        return Dpok(pipe, prompt, reward, variant=name, seed=cfg.seed, **extra)
+    sampler = SamplerSettings(steps=cfg.steps)
+    if name == "best-of-n":
+        from findcli.baselines.best_of_n import BestOfN
+
+        return BestOfN(pipe, prompt, reward, n_candidates=extra.pop("n_candidates", cfg.n_candidates),
+                       settings=sampler, **extra)
+    if name == "reno":
+        from findcli.baselines.reno import ReNO
+
+        return ReNO(pipe, prompt, reward, settings=sampler,
+                    iterations=extra.pop("iterations", cfg.reno_iterations), **extra)
+    raise FindError(f"unknown comparison method {name!r}; choose from {', '.join(METHODS)}")
+
+
+def run_method(name: str, pipe, prompt: str, reward, judge_reward, cfg: CompareConfig,
+               log: Callable[[str], None]) -> dict:
+    method = build_method(name, pipe, prompt, reward, cfg)
+    out: dict = {"method": name, "settings": method.settings, "curve": []}
+
+    def evaluate(step: int) -> dict:
+        images = method.generate(cfg.eval_n, cfg.eval_seed)
+        success, mean_reward = _judge(images, prompt, judge_reward)
+        point = {"step": step, "train": method.train_cost.as_dict(), "success_rate": success,
+                 "mean_reward": mean_reward, "diversity": diversity(images)}
+        out["curve"].append(point)
+        log(f"  {name} step {step}: success {success:.3f} reward {mean_reward:.4f} "
+            f"train {method.train_cost.wall_s:.0f} s")
+        return point
+
+    if name in TRAINING:
+        step = 0
+        evaluate(0)
+        while method.train_cost.wall_s < cfg.budget_s and (cfg.max_steps is None or step < cfg.max_steps):
+            method.train_step()
+            step += 1
+            if step % cfg.eval_every == 0:
+                evaluate(step)
+        if out["curve"][-1]["step"] != step:
+            evaluate(step)
+    else:
+        evaluate(0)
+    final = out["curve"][-1]
+    gen = method.generate_cost
+    per_image = {k: (v / gen.images if gen.images else None) for k, v in gen.as_dict().items() if k != "images"}
+    out.update(final=final, train_cost=method.train_cost.as_dict(), delivery_cost_per_image=per_image)
+    return out
+
+
+def time_to_reach(records: dict[str, dict]) -> dict:
+    """For each training method: the training wall seconds at which its curve first reached every other
+    method's final success (None: never within its budget)."""
+    reach: dict = {}
+    for name, rec in records.items():
+        if name not in TRAINING:
+            continue
+        reach[name] = {}
+        for other, orec in records.items():
+            if other == name:
+                continue
+            target = orec["final"]["success_rate"]
+            hit = next((p["train"]["wall_s"] for p in rec["curve"] if p["success_rate"] >= target), None)
+            reach[name][other] = hit
+    return reach
+
+
+def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | None = None,
+                judge_reward=None) -> dict:
+    """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach"}}}."""
+    from findcli import shapes
+
+    log = log or (lambda s: None)
+    for m in cfg.methods:
+        if m not in METHODS:
+            raise FindError(f"unknown comparison method {m!r}; choose from {', '.join(METHODS)}")
+    for p in cfg.prompts:
+        shapes.check_prompt(p)
+    judge_reward = judge_reward or reward
+    result: dict = {"config": {k: v for k, v in cfg.__dict__.items()}, "prompts": {}}
+    t0 = time.perf_counter()
+    for prompt in cfg.prompts:
+        log(f"[compare] {prompt!r}")
+        records = {}
+        for name in cfg.methods:
+            torch.manual_seed(cfg.seed)
+            records[name] = run_method(name, pipe, prompt, reward, judge_reward, cfg, log)
+        result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records)}
+    result["wall_s"] = round(time.perf_counter() - t0, 1)
+    return result
+
+
+def plot(result: dict, path) -> str:
+    """compare.png: judge success against training wall-clock, one panel per prompt."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from findcli import atomic
+
+    prompts = list(result["prompts"])
+    fig, axes = plt.subplots(1, len(prompts), figsize=(5.5 * len(prompts), 3.6), squeeze=False)
+    for ax, prompt in zip(axes[0], prompts):
+        for name, rec in result["prompts"][prompt]["methods"].items():
+            xs = [p["train"]["wall_s"] for p in rec["curve"]]
+            ys = [p["success_rate"] for p in rec["curve"]]
+            if name in TRAINING:
+                ax.plot(xs, ys, "o-", ms=3, label=name)
+            else:
+                per = rec["delivery_cost_per_image"]["wall_s"]
+                ax.axhline(ys[-1], ls="--", lw=1, label=f"{name} ({per:.2f} s/image)" if per else name)
+        ax.set_title(prompt[:60], fontsize=9)
+        ax.set_xlabel("training wall-clock (s)")
+        ax.set_ylabel("judge success")
+        ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic.write_with(path, lambda p: fig.savefig(p, dpi=120))
+    plt.close(fig)
+    return str(path)
+
+
+def summary_rows(result: dict) -> list[dict]:
+    rows = []
+    for prompt, pr in result["prompts"].items():
+        for name, rec in pr["methods"].items():
+            f = rec["final"]
+            rows.append({"prompt": prompt, "method": name, "success": f["success_rate"], "reward": f["mean_reward"],
+                         "diversity": f["diversity"], "train_s": rec["train_cost"]["wall_s"],
+                         "train_rows": rec["train_cost"]["unet_rows"],
+                         "train_reward_calls": rec["train_cost"]["reward_calls"],
+                         "image_s": rec["delivery_cost_per_image"]["wall_s"],
+                         "image_rows": rec["delivery_cost_per_image"]["unet_rows"],
+                         "image_reward_calls": rec["delivery_cost_per_image"]["reward_calls"]})
+    return rows
+
+
+def markdown(result: dict) -> str:
+    def f(x, fmt):
+        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+    lines = ["| prompt | method | success | reward | diversity | train s | train rows | train reward calls | "
+             "s/image after | rows/image | reward calls/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summary_rows(result):
+        lines.append(f"| {r['prompt']} | {r['method']} | {f(r['success'], '.3f')} | {f(r['reward'], '.4f')} | "
+                     f"{f(r['diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
+                     f"{r['train_reward_calls']} | {f(r['image_s'], '.3f')} | {f(r['image_rows'], '.0f')} | "
+                     f"{f(r['image_reward_calls'], '.0f')} |")
+    return "\n".join(lines) + "\n"

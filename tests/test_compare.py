@@ -1,0 +1,73 @@
+"""The comparison harness (issue 13) on the tiny pipeline: every method runs under the same counters.
+Oracles: the cost of one rollout counted by hand (steps × CFG rows × images), best-of-N's N reward
+calls per image, and the harness's own bookkeeping (curve points, time-to-reach from the curves)."""
+
+import pytest
+import torch
+
+from findcli.bench.compare import CompareConfig, diversity, markdown, run_compare, time_to_reach
+from findcli.errors import FindError
+from findcli.testing import build_tiny_pipeline
+
+PROMPT = "a red cube on a blue sphere"
+
+
+def brightness(images, prompts):  # differentiable: ReNO can ascend it
+    return images.mean((1, 2, 3))
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from findcli.generators import configure_scheduler
+
+    p = build_tiny_pipeline()
+    configure_scheduler(p, "auto")
+    return p
+
+
+def test_every_method_runs_and_costs_are_counted_the_same_way(pipe):
+    cfg = CompareConfig(prompts=(PROMPT,), methods=("find", "best-of-n", "reno"), budget_s=1e9, eval_every=2,
+                        eval_n=3, steps=2, n_candidates=4, reno_iterations=2, max_steps=4,
+                        overrides={"find": {"batch": 2}})
+    result = run_compare(pipe, brightness, cfg)
+    recs = result["prompts"][PROMPT]["methods"]
+    rows_per_image = 2 * 2  # 2 DDIM steps × 2 CFG rows
+    find = recs["find"]
+    assert [p["step"] for p in find["curve"]] == [0, 2, 4]
+    assert find["train_cost"]["unet_rows"] == 4 * 2 * rows_per_image  # 4 iterations × K = 2
+    assert find["train_cost"]["reward_calls"] == 4 * 2
+    assert find["delivery_cost_per_image"]["unet_rows"] == rows_per_image  # the base model's cost
+    assert find["delivery_cost_per_image"]["reward_calls"] == 0
+    bon = recs["best-of-n"]
+    assert bon["train_cost"]["unet_rows"] == 0
+    assert bon["delivery_cost_per_image"]["reward_calls"] == 4
+    assert bon["delivery_cost_per_image"]["unet_rows"] == 4 * rows_per_image
+    reno = recs["reno"]
+    assert reno["delivery_cost_per_image"]["reward_calls"] == 2  # one per iteration
+    assert reno["delivery_cost_per_image"]["unet_rows"] > rows_per_image
+    for rec in recs.values():
+        assert 0.0 <= rec["final"]["success_rate"] <= 1.0 and rec["final"]["diversity"] >= 0
+    assert set(result["prompts"][PROMPT]["reach"]) == {"find"}
+    assert "| a red cube on a blue sphere | find |" in markdown(result)
+
+
+def test_time_to_reach_reads_the_curves():
+    curve = [{"train": {"wall_s": t}, "success_rate": s} for t, s in ((0, 0.1), (5, 0.4), (9, 0.8))]
+    recs = {"find": {"curve": curve, "final": curve[-1]},
+            "best-of-n": {"curve": [{"train": {"wall_s": 0}, "success_rate": 0.5}],
+                          "final": {"success_rate": 0.5}},
+            "reno": {"curve": [{"train": {"wall_s": 0}, "success_rate": 0.9}], "final": {"success_rate": 0.9}}}
+    assert time_to_reach(recs) == {"find": {"best-of-n": 9, "reno": None}}
+
+
+def test_diversity_is_zero_for_copies_and_positive_otherwise():
+    x = torch.rand(1, 3, 16, 16).repeat(4, 1, 1, 1)
+    assert diversity(x) == pytest.approx(0.0, abs=1e-6)
+    assert diversity(torch.rand(4, 3, 16, 16)) > 0.1
+
+
+def test_unknown_method_and_prompt_are_one_line(pipe):
+    with pytest.raises(FindError, match="unknown comparison method"):
+        run_compare(pipe, brightness, CompareConfig(methods=("magic",)))
+    with pytest.raises(FindError, match="banana"):
+        run_compare(pipe, brightness, CompareConfig(prompts=("a red banana",), methods=("find",)))
