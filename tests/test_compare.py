@@ -71,3 +71,10 @@ def test_unknown_method_and_prompt_are_one_line(pipe):
         run_compare(pipe, brightness, CompareConfig(methods=("magic",)))
     with pytest.raises(FindError, match="banana"):
         run_compare(pipe, brightness, CompareConfig(prompts=("a red banana",), methods=("find",)))
+
+
+def test_compare_is_a_find_bench_section_only_when_named():
+    from findcli.bench.runner import parse_sections
+
+    assert "compare" not in parse_sections(None)
+    assert parse_sections(["compare"]) == ["compare"] and parse_sections(["kernels,compare"]) == ["kernels", "compare"]

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from findcli.config import TrainConfig
 
 SECTIONS = ("kernels", "denoiser", "end_to_end", "steps_sweep")
+# Sections run only when named in --only (not in a bare `find bench`): the method comparison takes
+# minutes with --quick and the training budget of every method without it.
+OPTIONAL_SECTIONS = ("compare",)
 
 PROMPTS = {
     # Against the shapes model's training bias (spheres sit on cubes, spheres are mostly red, cubes blue).

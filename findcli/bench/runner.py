@@ -12,7 +12,7 @@ import torch
 from findcli.bench import plans
 from findcli.bench.meta import meta
 from findcli.bench.models import Models
-from findcli.bench.plans import SECTIONS
+from findcli.bench.plans import OPTIONAL_SECTIONS, SECTIONS
 from findcli.bench.timing import threads_for
 from findcli.errors import FindError
 
@@ -21,19 +21,20 @@ def parse_sections(values: list[str] | None) -> list[str]:
     """--only values (repeatable, or comma lists) -> sections in canonical order; all when empty."""
     if not values:
         return list(SECTIONS)
+    known = SECTIONS + OPTIONAL_SECTIONS
     wanted = []
     for value in values:
         for name in value.split(","):
             name = name.strip().replace("-", "_")
             if not name:
                 continue
-            if name not in SECTIONS:
-                raise FindError(f"unknown benchmark section {name!r} in --only; choose from {', '.join(SECTIONS)} "
+            if name not in known:
+                raise FindError(f"unknown benchmark section {name!r} in --only; choose from {', '.join(known)} "
                                 "(repeat --only or give a comma list)")
             wanted.append(name)
     if not wanted:
-        raise FindError(f"--only named no section; choose from {', '.join(SECTIONS)}")
-    return [s for s in SECTIONS if s in wanted]
+        raise FindError(f"--only named no section; choose from {', '.join(known)}")
+    return [s for s in known if s in wanted]
 
 
 def parse_families(values: list[str] | None) -> list[str]:
@@ -85,7 +86,7 @@ def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: tor
             "--model-family rows at full size: each family's denoiser and VAE at its reference checkpoint's "
             "published architecture with random (seeded) weights, at its native resolution; text encoders one "
             "layer deep at the hidden sizes the denoiser reads (they run once per prompt, not per image)")
-    result.update({s: None for s in SECTIONS})
+    result.update({s: None for s in SECTIONS})  # "compare" appears only when run (--only compare)
     models = Models(device, dtype, log)
     with threads_for(plan.quick, device):
         for section in sections:
@@ -99,10 +100,29 @@ def run_bench(sections: list[str], quick: bool, device: torch.device, dtype: tor
                 result["end_to_end"] = end_to_end(plan, models, log)
             elif section == "steps_sweep":
                 result["steps_sweep"] = steps_sweep(plan, models, log)
+            elif section == "compare":
+                result["compare"] = compare_section(plan, device, log)
             result["meta"]["section_s"][section] = round(time.perf_counter() - t0, 2)
             if on_section is not None:
                 on_section(result)
     return result
+
+
+def compare_section(plan, device: torch.device, log: Callable[[str], None]) -> dict:
+    """`--only compare` on the built-in model with the detector reward (findcli.bench.compare);
+    --quick: 60 s of training per method, 8 eval images every 5 steps, best-of-4, 5 ReNO iterations."""
+    from findcli import shapes
+    from findcli.bench.compare import CompareConfig, run_compare
+    from findcli.pipeline import load_pipeline
+
+    try:
+        pipe = load_pipeline(None, device, torch.float32)
+    except FindError as e:
+        return {"status": f"skipped: {e}"}
+    cfg = CompareConfig()
+    if plan.quick:
+        cfg.budget_s, cfg.eval_every, cfg.eval_n, cfg.n_candidates, cfg.reno_iterations = 60.0, 5, 8, 4, 5
+    return run_compare(pipe, shapes.detector_reward(device), cfg, log=log)
 
 
 def _stderr(message: str) -> None:

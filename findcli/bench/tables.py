@@ -142,4 +142,16 @@ def tables(result: dict) -> list:
                       notes.cell(r["status"] if r["status"] != "ok" else r.get("alignment", "ok")))
         t.caption = notes.caption()
         out.append(t)
+    c = result.get("compare")
+    if c and "prompts" in c:
+        from findcli.bench.compare import summary_rows
+
+        t = _table("method comparison — built-in model, detector reward, judge success on fresh noise",
+                   ("prompt", "method", "success", "reward", "diversity", "train s", "train reward calls",
+                    "s/image after", "reward calls/image"), ("prompt", "method"))
+        for r in summary_rows(c):
+            t.add_row(r["prompt"], r["method"], _fmt(r["success"], ".3f"), _fmt(r["reward"], ".4f"),
+                      _fmt(r["diversity"], ".3f"), _fmt(r["train_s"], ".1f"), str(r["train_reward_calls"]),
+                      _fmt(r["image_s"], ".3f"), _fmt(r["image_reward_calls"], ".0f"))
+        out.append(t)
     return out
