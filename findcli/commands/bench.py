@@ -16,7 +16,8 @@ from findcli.commands.common import console
 def bench(
     quick: Annotated[bool, typer.Option("--quick", help="CPU-sized run of every section, under a minute")] = False,
     only: Annotated[Optional[list[str]], typer.Option("--only", metavar="SECTIONS", help="sections to run: kernels, denoiser, "
-                                                      "end_to_end, steps_sweep (repeat or comma list; default all)")] = None,
+                                                      "end_to_end, steps_sweep, compare (repeat or comma list; default all but "
+                                                      "compare)")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the results as JSON (a section not "
                                                      "run is null); rewritten after each section")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="run the torch.compile rows "
