@@ -33,3 +33,13 @@ def fresh_backend(monkeypatch):
 
     monkeypatch.setattr(dispatch, "_requested", None)
     monkeypatch.delenv("FIND_KERNELS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (restored after): on shared 2-core machines, intra-op
+    threads on busy cores turn millisecond calls into stalls. Use with pytestmark = usefixtures."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,13 +24,7 @@ CPU = ["--device", "cpu", "--kernels", "torch"]
 SIZE = ["--height", "16", "--width", "16"]  # FLUX's default is 128 * vae_scale_factor whatever the model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Shared 2-core machines: intra-op threads on busy cores turn millisecond calls into stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread for the module
 
 
 @pytest.fixture(scope="module")

@@ -25,13 +25,7 @@ SHAPE = (4, 8, 8)  # 16×16 images, vae_scale_factor 2
 FAST = ["--steps", "2", "--guidance", "3", "--device", "cpu", "--kernels", "torch"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Shared 2-core machines: intra-op threads on busy cores turn millisecond calls into stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread for the module
 
 
 def invoke(*args):

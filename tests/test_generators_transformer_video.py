@@ -31,12 +31,7 @@ FAMILIES = {
 FAST = ["--steps", "2", "--guidance", "3", "--device", "cpu", "--kernels", "torch"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread for the module
 
 
 @pytest.fixture(scope="module")

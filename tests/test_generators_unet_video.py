@@ -34,12 +34,7 @@ BUILDERS = {"animatediff": build_tiny_animatediff, "modelscope": build_tiny_mode
 CLASSES = {"animatediff": "AnimateDiff", "modelscope": "ModelScope"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread for the module
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ PROMPT = "a red cube on a blue sphere"
 SETTINGS = SamplerSettings(steps=2, guidance=7.5, eta=0.0)  # CFG on: the UNet sees 2 rows per image
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Shared 2-core machines: intra-op threads on busy cores turn millisecond calls into stalls.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one intra-op thread for the module
 
 
 @pytest.fixture(scope="module")

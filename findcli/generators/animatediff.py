@@ -35,7 +35,7 @@ import inspect
 import torch
 
 from findcli.errors import FindError
-from findcli.generators.base import Generator
+from findcli.generators.base import Generator, clip_pooled
 
 
 class AnimateDiff(Generator):
@@ -82,14 +82,7 @@ class AnimateDiff(Generator):
 
     def pooled_text(self) -> torch.Tensor:
         """The CLIP text encoder's pooled output for the prompt (E,)."""
-        pipe = self.pipe
-        ids = pipe.tokenizer(self.prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
-        out = pipe.text_encoder(ids)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is None:
-            pooled = out[0].mean(dim=1)
-        return pooled[0]
+        return clip_pooled(self.pipe.tokenizer, self.pipe.text_encoder, self.prompt)
 
     # ------------------------------------------------------------------ decode
 

@@ -45,6 +45,17 @@ class SamplerSettings:
     scheduler: str = "auto"  # auto | ddim | native (see findcli.generators.configure_scheduler)
 
 
+def clip_pooled(tokenizer, text_encoder, prompt: str) -> torch.Tensor:
+    """A CLIP text encoder's pooled output (E,) for `prompt` (mean of the hidden states if it has none)."""
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids.to(text_encoder.device)
+    out = text_encoder(ids)
+    pooled = getattr(out, "pooler_output", None)
+    if pooled is None:
+        pooled = out[0].mean(dim=1)
+    return pooled[0]
+
+
 def _repeat(t, n: int):
     """A (1, ...) embedding tensor repeated to (n, ...) (None stays None)."""
     if t is None:
@@ -128,6 +139,13 @@ class Generator:
                             "the family allows it)")
         if self.frames is not None and self.frames < 1:
             raise FindError(f"--frames must be at least 1 (got {self.frames})")
+
+    def check_multiple(self, m: int) -> None:
+        """Height and width must be positive multiples of m pixels (what the pipeline can make)."""
+        if self.height % m or self.width % m or self.height < m or self.width < m:
+            raise FindError(f"this {self.family} model makes images whose height and width are multiples of {m} "
+                            f"(got {self.height}x{self.width}); pick e.g. {max(m, self.height // m * m)}x"
+                            f"{max(m, self.width // m * m)}")
 
     @property
     def media_shape(self) -> tuple[int, ...]:

@@ -31,7 +31,6 @@ import math
 
 import torch
 
-from findcli.errors import FindError
 from findcli.generators.base import Generator
 
 
@@ -50,10 +49,7 @@ class PixArt(Generator):
         super().check_settings()
         f, p = self.pipe.vae_scale_factor, self.pipe.transformer.config.patch_size
         m = math.lcm(8, f * p)
-        if self.height % m or self.width % m or self.height < m or self.width < m:
-            raise FindError(f"this pixart model makes images whose height and width are multiples of {m} "
-                            f"(got {self.height}x{self.width}); pick e.g. {max(m, self.height // m * m)}x"
-                            f"{max(m, self.width // m * m)}")
+        self.check_multiple(m)
 
     def natural_shape(self) -> tuple[int, int, int]:
         f = self.pipe.vae_scale_factor

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from findcli.generators.base import Generator
+from findcli.generators.base import Generator, clip_pooled
 
 
 class StableDiffusion(Generator):
@@ -36,11 +36,4 @@ class StableDiffusion(Generator):
 
     def pooled_text(self) -> torch.Tensor:
         """The text encoder's pooled output for the prompt (E,): the value net's view of it."""
-        pipe = self.pipe
-        ids = pipe.tokenizer(self.prompt, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt").input_ids.to(pipe.text_encoder.device)
-        out = pipe.text_encoder(ids)
-        pooled = getattr(out, "pooler_output", None)
-        if pooled is None:
-            pooled = out[0].mean(dim=1)
-        return pooled[0]
+        return clip_pooled(self.pipe.tokenizer, self.pipe.text_encoder, self.prompt)

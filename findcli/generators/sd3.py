@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import torch
 
-from findcli.errors import FindError
 from findcli.generators.base import Generator
 
 
@@ -49,9 +48,7 @@ class StableDiffusion3(Generator):
     def check_settings(self) -> None:
         super().check_settings()
         m = self.pipe.vae_scale_factor * self.pipe.patch_size
-        if self.height % m or self.width % m or self.height < m or self.width < m:
-            raise FindError(f"this sd3 model makes sizes that are multiples of {m} pixels (got "
-                            f"{self.height}x{self.width}); pass --height and --width as multiples of {m}")
+        self.check_multiple(m)
 
     def natural_shape(self) -> tuple[int, int, int]:
         f = self.pipe.vae_scale_factor

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import torch
 
-from findcli.errors import FindError
 from findcli.generators.base import Generator
 
 
@@ -45,10 +44,7 @@ class StableDiffusionXL(Generator):
     def check_settings(self) -> None:
         super().check_settings()
         m = max(8, self.pipe.vae_scale_factor)  # the pipeline's check_inputs: multiples of 8
-        if self.height % m or self.width % m or self.height < m or self.width < m:
-            raise FindError(f"this sdxl model makes images whose height and width are multiples of {m} "
-                            f"(got {self.height}x{self.width}); pick e.g. {max(m, self.height // m * m)}x"
-                            f"{max(m, self.width // m * m)}")
+        self.check_multiple(m)
 
     def natural_shape(self) -> tuple[int, int, int]:
         f = self.pipe.vae_scale_factor
