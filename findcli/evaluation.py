@@ -194,8 +194,8 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
     settings = {p: settings_from_meta(pfs[p].meta if p in pfs else {}, r.steps, r.guidance, r.height, r.width,
                                       r.frames, r.scheduler, source=str(path))
                 for p, path, _ in items}
-    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, scheduler=r.scheduler or next(
-        iter(settings.values())).scheduler)
+    # one pipeline for every prompt: the scheduler of --scheduler, else of the first policy (settings_from_meta)
+    dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, scheduler=next(iter(settings.values())).scheduler)
     for p, path, _ in items:  # every policy must fit this model before any image is drawn
         if p in pfs:
             s = settings[p]

@@ -13,29 +13,10 @@ import torch
 
 
 def _text_parts():
-    import tempfile
+    """The tiny SD recipe's VAE (seed 1), text encoder (seed 2), tokenizer and DDIM."""
+    from findcli.testing import tiny_sd_parts
 
-    from diffusers import AutoencoderKL, DDIMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from findcli.shapes import write_tokenizer
-
-    torch.manual_seed(1)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16,
-    )
-    torch.manual_seed(2)
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=49408, hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
-        max_position_embeddings=32, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=16,
-    ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
-    with tempfile.TemporaryDirectory() as d:
-        write_tokenizer(d)
-        tokenizer = CLIPTokenizer.from_pretrained(d)
-    return vae, text_encoder, tokenizer, scheduler
+    return tiny_sd_parts(vae_seed=1, text_seed=2)
 
 
 def build_tiny_animatediff():

@@ -95,8 +95,9 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
                             f"{_policy_path_of(request.resume)}")
         same_prompt = request.prompt is None or " ".join(request.prompt.split()) == saved.get("prompt")
         recorded = meta.get("model")
-        moved = recorded not in (None, shapes.MODEL_ID) and not Path(str(recorded)).exists() and "/" in str(recorded) \
-            and Path(str(recorded)).is_absolute()
+        # a local folder that no longer exists (moved, another machine): any --model may stand in for it
+        moved = recorded not in (None, shapes.MODEL_ID) and Path(str(recorded)).is_absolute() \
+            and not Path(str(recorded)).exists()
         other_model = request.model is not None and model_id(request.model) != model_id(recorded) and not moved
         cfg = resume_config(saved, request.overrides, {
             "prompt": None if same_prompt else request.prompt, "preset": request.preset,
@@ -177,13 +178,14 @@ def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
                                                                 cfg.model, dev)
             trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn)
             resumed_from = None
-            from findcli.policy import GaussianPolicy, check_latent_shape
+            from findcli.policy import check_latent_shape
 
             if state is not None:
                 last = state.get("last_mu")
                 if last is None or last.numel() != trainer.policy.dim:
-                    check_latent_shape(GaussianPolicy((0,) if last is None else (last.numel(),)), trainer.shape,
-                                       cfg.model)
+                    raise FindError(f"{str(request.resume)!r} holds a policy of {'no' if last is None else last.numel()} "
+                                    f"latent elements; this model's latent {list(trainer.shape)} has "
+                                    f"{trainer.policy.dim}: resume on the model the run was trained with")
                 trainer.load_train_state(state)
                 resumed_from = trainer.iteration
             elif request.init is not None:

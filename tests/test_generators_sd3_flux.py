@@ -7,7 +7,6 @@ FLUX also a synthetic reward with a known optimum (the image decoded from a fixe
 """
 
 import json
-import math
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from findcli.generators import SamplerSettings, configure_scheduler, generator_f
 from findcli.main import app
 from findcli.policy import GaussianPolicy, load_policy, save_policy
 from findcli.testing_sd3_flux import build_tiny_flux, build_tiny_sd3
+from _synthetic import assert_reward_rose, cosine_to, write_mse_reward
 
 PROMPT = "a red cube on a blue sphere"
 CPU = ["--device", "cpu", "--kernels", "torch"]
@@ -209,24 +209,13 @@ def test_flux_train_raises_synthetic_reward_toward_known_optimum(saved, flux, tm
     turn toward z* (as tests/test_train.py does for SD)."""
     gen = generator_for(flux, PROMPT, SamplerSettings(steps=2, guidance=3.0, height=16, width=16))
     z_star = torch.randn(1, *gen.latent_shape, generator=torch.Generator().manual_seed(123))
-    torch.save(gen(z_star), tmp_path / "target.pt")
-    (tmp_path / "synth.py").write_text(
-        "import torch\n"
-        f"T = torch.load({str(tmp_path / 'target.pt')!r})\n"
-        "def reward(images, prompts):\n"
-        "    return -100.0 * ((images - T) ** 2).flatten(1).mean(1)\n")
+    reward = write_mse_reward(tmp_path, gen(z_star))
     out = tmp_path / "run" / "out.pt"
-    res = invoke("train", PROMPT, "--model", saved["flux"], "--reward", f"{tmp_path / 'synth.py'}:reward",
+    res = invoke("train", PROMPT, "--model", saved["flux"], "--reward", reward,
                  "--batch", 16, "--iterations", 24, "--steps", 2, "--guidance", 3, *SIZE, *CPU, "--out", out)
     assert_ok(res)
-    rows = [json.loads(line) for line in (out.parent / "out.metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 24
-    first = sum(m["reward_mean"] for m in rows[:3]) / 3
-    last = sum(m["reward_mean"] for m in rows[-4:]) / 4
-    # Noise scale: the within-batch spread under N(0, I); a mean over 3 batches of 16 has std/√48.
-    se = rows[0]["reward_std"] / math.sqrt(48)
-    assert last - first > 10 * se, (first, last, se)
+    assert_reward_rose(out, iterations=24, batch=16)
     pf = load_policy(out)
     assert pf.meta["family"] == "flux"
-    cos = torch.nn.functional.cosine_similarity(pf.policy.mu, z_star.flatten(), dim=0).item()
+    cos = cosine_to(pf.policy.mu, z_star)
     assert cos > 0.2, cos  # a random direction in 256 dimensions has |cos| ≈ 1/16

@@ -8,7 +8,6 @@ another family; and, for SDXL, a synthetic reward whose optimum is known (the im
 """
 
 import json
-import math
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from findcli.generators import SamplerSettings, configure_scheduler, family_clas
 from findcli.main import app
 from findcli.policy import GaussianPolicy, load_policy, save_policy
 from findcli.testing_sdxl_pixart import build_tiny_pixart, build_tiny_sdxl
+from _synthetic import assert_reward_rose, cosine_to, write_mse_reward
 
 PROMPT = "a red cube on a blue sphere"
 SHAPE = (4, 8, 8)  # 16×16 images, vae_scale_factor 2
@@ -198,24 +198,13 @@ def test_sdxl_train_raises_synthetic_reward_toward_known_optimum(saved, tmp_path
     pipe = load_pipeline(str(saved["sdxl"]), torch.device("cpu"), torch.float32)
     z_star = torch.randn(1, *SHAPE, generator=torch.Generator().manual_seed(123))
     target = generator_for(pipe, PROMPT, SamplerSettings(steps=2, guidance=3.0))(z_star)
-    torch.save(target, tmp_path / "target.pt")
-    (tmp_path / "synth.py").write_text(
-        "import torch\n"
-        f"T = torch.load({str(tmp_path / 'target.pt')!r})\n"
-        "def reward(images, prompts):\n"
-        "    return -100.0 * ((images - T) ** 2).flatten(1).mean(1)\n")
+    reward = write_mse_reward(tmp_path, target)
     out = tmp_path / "run" / "out.pt"
-    res = invoke("train", PROMPT, "--model", saved["sdxl"], "--reward", f"{tmp_path / 'synth.py'}:reward",
+    res = invoke("train", PROMPT, "--model", saved["sdxl"], "--reward", reward,
                  "--batch", 16, "--iterations", 24, "--out", out, *FAST)
     assert res.exit_code == 0, (res.output, res.exception)
-    rows = [json.loads(x) for x in (out.parent / "out.metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 24
-    first = sum(m["reward_mean"] for m in rows[:3]) / 3
-    last = sum(m["reward_mean"] for m in rows[-4:]) / 4
-    se = rows[0]["reward_std"] / math.sqrt(48)  # standard error of a mean over 3 batches of 16 under N(0, I)
-    assert last - first > 10 * se, (first, last, se)
-    mu = load_policy(out).policy.mu
-    cos = torch.nn.functional.cosine_similarity(mu, z_star.flatten(), dim=0).item()
+    assert_reward_rose(out, iterations=24, batch=16)
+    cos = cosine_to(load_policy(out).policy.mu, z_star)
     assert cos > 0.2, cos  # a random direction in 256 dimensions has |cos| ≈ 1/16
 
 

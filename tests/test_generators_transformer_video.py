@@ -9,8 +9,6 @@ latent shape; the CogVideoX VAE itself for the frame counts it reproduces; a syn
 known optimum for `find train`.
 """
 
-import json
-import math
 
 import pytest
 import torch
@@ -20,6 +18,7 @@ from findcli.errors import FindError
 from findcli.generators import SamplerSettings, configure_scheduler, generator_for
 from findcli.main import app
 from findcli.testing_transformer_video import build_tiny_cogvideox, build_tiny_wan
+from _synthetic import assert_reward_rose, cosine_to, write_mse_reward
 
 PROMPT = "a red cube on a blue sphere"
 CHUNK_ATOL = 2e-5
@@ -265,21 +264,11 @@ def test_train_raises_synthetic_reward_toward_known_optimum_cogvideox(saved, tmp
     pipe = load_pipeline(str(saved["cogvideox"]), torch.device("cpu"), torch.float32)
     gen = generator_for(pipe, PROMPT, settings("cogvideox", guidance=3.0))
     z_star = torch.randn(1, *gen.latent_shape, generator=torch.Generator().manual_seed(123))
-    torch.save(gen(z_star), tmp_path / "target.pt")
-    reward = tmp_path / "synth.py"
-    reward.write_text("import torch\n"
-                      f"T = torch.load({str(tmp_path / 'target.pt')!r})\n"
-                      "def reward(videos, prompts):\n"
-                      "    return -100.0 * ((videos - T) ** 2).flatten(1).mean(1)\n")
+    reward = write_mse_reward(tmp_path, gen(z_star))  # receives videos (N, F, 3, H, W)
     out = tmp_path / "run" / "p.pt"
-    res = invoke("train", PROMPT, "--model", saved["cogvideox"], "--reward", f"{reward}:reward", "--batch", 16,
+    res = invoke("train", PROMPT, "--model", saved["cogvideox"], "--reward", reward, "--batch", 16,
                  "--iterations", 24, "--out", out, *FAST)
     assert res.exit_code == 0, res.output
-    rows = [json.loads(line) for line in (out.parent / "p.metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 24
-    first = sum(m["reward_mean"] for m in rows[:3]) / 3
-    last = sum(m["reward_mean"] for m in rows[-4:]) / 4
-    se = rows[0]["reward_std"] / math.sqrt(48)  # standard error of a mean over 3 batches of 16 under N(0, I)
-    assert last - first > 10 * se, (first, last, se)
-    cos = torch.nn.functional.cosine_similarity(load_policy(out).policy.mu, z_star.flatten(), dim=0).item()
+    assert_reward_rose(out, iterations=24, batch=16)
+    cos = cosine_to(load_policy(out).policy.mu, z_star)
     assert cos > 0.3, cos  # a random direction in 48 dimensions has |cos| ≈ 0.14

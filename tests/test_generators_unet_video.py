@@ -12,7 +12,6 @@ Oracles:
 """
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -25,6 +24,7 @@ from findcli.main import app
 from findcli.policy import GaussianPolicy, load_policy, save_policy
 from findcli.seeds import noise_seed
 from findcli.testing_unet_video import build_tiny_animatediff, build_tiny_modelscope
+from _synthetic import assert_reward_rose, cosine_to, write_mse_reward
 
 PROMPT = "a red cube on a blue sphere"
 FRAMES, SIZE = 3, 16
@@ -246,23 +246,11 @@ def test_animatediff_train_raises_synthetic_reward_toward_known_optimum(saved, p
     """-100 · MSE to the video decoded from a fixed z*: the reward must rise far beyond its noise and μ
     turn toward z* (768 dimensions: a random direction has |cos| ≈ 0.04)."""
     z_star = noise(1, seed=123)
-    target = stock(pipes["animatediff"], z_star, 2, 3.0)
-    torch.save(target, tmp_path / "target.pt")
-    path = tmp_path / "synth.py"
-    path.write_text("import torch\n"
-                    f"T = torch.load({str(tmp_path / 'target.pt')!r})\n"
-                    "def reward(videos, prompts):\n"
-                    "    return -100.0 * ((videos - T) ** 2).flatten(1).mean(1)\n")
+    reward = write_mse_reward(tmp_path, stock(pipes["animatediff"], z_star, 2, 3.0))
     out = tmp_path / "run" / "out.pt"
-    res = invoke("train", PROMPT, "--model", saved["animatediff"], "--reward", f"{path}:reward", "--batch", 16,
+    res = invoke("train", PROMPT, "--model", saved["animatediff"], "--reward", reward, "--batch", 16,
                  "--iterations", 24, "--out", out, *FAST)
     assert res.exit_code == 0, res.output
-    rows = [json.loads(x) for x in (out.parent / "out.metrics.jsonl").read_text().splitlines()]
-    assert len(rows) == 24
-    first = sum(m["reward_mean"] for m in rows[:3]) / 3
-    last = sum(m["reward_mean"] for m in rows[-4:]) / 4
-    se = rows[0]["reward_std"] / math.sqrt(48)  # standard error of a mean over 3 batches of 16
-    assert last - first > 10 * se, (first, last, se)
-    pf = load_policy(out)
-    cos = torch.nn.functional.cosine_similarity(pf.policy.mu, z_star.flatten(), dim=0).item()
+    assert_reward_rose(out, iterations=24, batch=16)
+    cos = cosine_to(load_policy(out).policy.mu, z_star)
     assert cos > 0.15, cos

@@ -106,21 +106,29 @@ def test_policy_meta_with_out_of_range_numbers_is_refused(tmp_path):
     one_line_error(invoke("sample", "--policy", tmp_path / "p.pt", *CPU), "p.pt", "--steps must be")
 
 
-def test_a_non_finite_step_never_overwrites_the_last_good_checkpoint(tiny_pipeline_dir, tmp_path):
-    """The reward turns huge at iteration 3 (after the checkpoint of iteration 2): --lr 10 with a
-    giant advantage makes μ overflow; the run stops with one line and the checkpoint stays finite."""
-    path = tmp_path / "blow.py"
-    path.write_text("C = [0]\ndef r(images, prompts):\n    C[0] += 1\n"
-                    "    return images.mean((1, 2, 3)) * (1e38 if C[0] >= 3 else 1.0) * (1 + C[0])\n")
+def test_a_non_finite_step_never_overwrites_the_last_good_checkpoint(tiny_pipeline_dir, reward_file, tmp_path,
+                                                                    monkeypatch):
+    """The update of iteration 3 (after the checkpoint of iteration 2) makes μ non-finite: the run
+    stops with one line and the checkpoint on disk is the last good one, finite."""
+    import findcli.engine as engine
+
+    real, calls = engine.policy_update, [0]
+
+    def poisoned(policy, *args, **kwargs):
+        out = real(policy, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] == 3:
+            with torch.no_grad():
+                policy.mu[0] = float("nan")
+        return out
+
+    monkeypatch.setattr(engine, "policy_update", poisoned)
     out = tmp_path / "out.pt"
-    res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, "--reward", f"{path}:r", "--iterations", 6,
-                 "--batch", 2, "--checkpoint-every", 2, "--adv-norm", "none", "--no-d-invariant", "--lr", 10,
-                 "--reward-weight", 1e6, "--out", out, *FAST)
-    if res.exit_code == 0:
-        pytest.skip("the update stayed finite on this platform")
-    one_line_error(res, "non-finite")
-    pf = load_policy(out)  # the last good checkpoint (iteration 2) is intact and finite
-    assert pf.meta["iteration"] == 2
+    res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, "--reward", f"{reward_file}:main", "--iterations", 6,
+                 "--batch", 2, "--checkpoint-every", 2, "--out", out, *FAST)
+    one_line_error(res, "iteration 2", "non-finite", "last good checkpoint")
+    pf = load_policy(out)  # load_policy itself refuses non-finite parameters
+    assert pf.meta["iteration"] == 2 and load_checkpoint(out)[1]["iteration"] == 2
 
 
 # ------------------------------------------------------------------ 2. user text is never markup

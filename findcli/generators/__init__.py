@@ -12,6 +12,7 @@ supported ones. `configure_scheduler` applies --scheduler auto|ddim|native at lo
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from findcli.errors import FindError
@@ -33,7 +34,8 @@ FAMILIES: dict[str, tuple[str, str]] = {
 SCHEDULERS = ("auto", "ddim", "native")
 
 
-def _family_classes() -> list[type[Generator]]:
+@functools.lru_cache(maxsize=1)
+def _family_classes() -> tuple[type[Generator], ...]:
     out = []
     for module, name in FAMILIES.values():
         try:
@@ -42,7 +44,7 @@ def _family_classes() -> list[type[Generator]]:
             if e.name != module and not str(e.name or "").startswith("diffusers"):
                 raise
             continue
-    return out
+    return tuple(out)
 
 
 def supported_pipelines() -> list[str]:
