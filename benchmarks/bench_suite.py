@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--train-seed", type=int, default=0, help="find train --seed of every prompt")
     ap.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. iterations=30 lr=0.05")
+    ap.add_argument("--reuse", action="store_true", help="evaluate OUT/<slug>.pt where it exists instead of "
+                    "training (e.g. after a judge change; the JSON records which prompts were reused)")
     args = ap.parse_args()
 
     from findcli import atomic, shapes
@@ -69,13 +71,21 @@ def main() -> None:
         cfg = default(prompt=prompt, seed=args.train_seed, **overrides)
         t0 = time.perf_counter()
         cfg.reward = args.reward
-        trainer = FindTrainer(cfg, pipe, train_reward, out / f"{slug(prompt)}.pt")
-        trainer.run(write_outputs=False)
+        path = out / f"{slug(prompt)}.pt"
+        if args.reuse and path.exists():
+            from findcli.policy import load_policy
+
+            policy, reused = load_policy(path).policy, True
+        else:
+            trainer = FindTrainer(cfg, pipe, train_reward, path)
+            trainer.run(write_outputs=False)
+            policy, reused = trainer.policy, False
         t_train = time.perf_counter() - t0
         settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
-        rec = evaluate_prompt(pipe, prompt, settings, reward, args.n, args.eval_seed, trainer.policy, True,
+        rec = evaluate_prompt(pipe, prompt, settings, reward, args.n, args.eval_seed, policy, True,
                               cfg.max_batch, category)
-        rec["train_s"] = round(t_train, 2)
+        rec["train_s"] = None if reused else round(t_train, 2)
+        rec["reused_policy"] = reused
         records.append(rec)
         b, p = rec["baseline"], rec["policy"]
         print(f"[{i + 1}/{len(suite)}] {category:<18} {prompt:<45} success {b['success_rate']:.2f} -> "

@@ -145,3 +145,35 @@ def test_prompt_outside_the_shapes_grammar_is_a_one_line_finderror():
     with pytest.raises(FindError) as e:
         det(torch.rand(1, 3, 64, 64), ["a photo of a cat"])
     assert "\n" not in str(e.value) and "shapes" in str(e.value)
+
+
+def _summary_with_instances(masses, boxes):
+    """A hand-made summary for one image and one class (class 0): instances with these masses and
+    soft boxes (x0, y0, x1, y1), the rest of the K slots empty."""
+    k = D.INSTANCES
+    inst_mass = torch.zeros(1, D.NUM_CLASSES, k)
+    inst_box = torch.zeros(1, D.NUM_CLASSES, k, 4)
+    inst_box[..., 2:] = 1.0
+    for i, (m, b) in enumerate(zip(masses, boxes)):
+        inst_mass[0, 0, i] = m
+        inst_box[0, 0, i] = torch.tensor(b, dtype=torch.float32)
+    return {"inst_mass": inst_mass, "inst_box": inst_box}
+
+
+def test_distinct_count_closed_form_for_separate_touching_and_faint_instances():
+    # Empty slots: mass 0, existence sigmoid(-5) = 0.0067 each, 6 slots at most.
+    eps = torch.sigmoid(torch.tensor(-5.0)).item()
+    far = _summary_with_instances([1.0, 1.0], [(0, 0, 10, 10), (30, 0, 40, 10)])  # 20 px apart
+    n = D.distinct_count(far, 0).item()
+    q1 = torch.sigmoid(torch.tensor(5.0)).item()
+    # both exist (q1 each) and are far apart (sep = sigmoid(19) ~ 1): 2 q1, plus the faint slots
+    assert abs(n - 2 * q1) < 6 * eps + 1e-4
+    touching = _summary_with_instances([1.0, 0.9], [(0, 0, 10, 10), (9, 0, 19, 10)])  # gap -1 px
+    sep = torch.sigmoid(torch.tensor(-1.0 - D.COUNT_GAP)).item()
+    q2 = torch.sigmoid(torch.tensor(4.0)).item()
+    expect = q1 + q2 * (1 - q1 * (1 - sep))
+    assert abs(D.distinct_count(touching, 0).item() - expect) < 6 * eps + 1e-4
+    assert D.distinct_count(touching, 0).item() < 1.3 < n  # a merged blob counts ~1, two objects 2
+    # a faint instance (mass 0.3) barely counts, wherever it is
+    faint = _summary_with_instances([1.0, 0.3], [(0, 0, 10, 10), (30, 0, 40, 10)])
+    assert abs(D.distinct_count(faint, 0).item() - (q1 + torch.sigmoid(torch.tensor(-2.0)).item())) < 6 * eps + 1e-4

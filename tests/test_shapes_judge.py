@@ -153,3 +153,21 @@ def test_load_suite_formats_and_errors(tmp_path):
         load_suite(path)
     with pytest.raises(FindError, match="cannot read prompt suite"):
         load_suite(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize("tint", [(0.38, 0.28, 0.30), (0.30, 0.30, 0.34), (0.26, 0.22, 0.20)])
+def test_judge_sees_white_objects_on_a_tinted_background(tint):
+    # The built-in generator tints and brightens the background (e.g. (0.38, 0.28, 0.30) measured on
+    # its "three white cubes" images); such a grey lies near the white ray's dark end and once made
+    # the whole image one white object. Oracle: the renderer's scenes with their background pixels
+    # (exactly BACKGROUND in a clean render) repainted with the tint, plus a gentle gradient.
+    from findcli.shapes.world import BACKGROUND
+
+    g = torch.Generator().manual_seed(5)
+    specs = [parse_prompt(p) for p in ("three white cubes", "four white spheres", "a white pyramid", "two red cubes")] * 16
+    images = render(specs, g)
+    bg = (images - torch.tensor(BACKGROUND)[None, :, None, None]).abs().amax(1, keepdim=True) < 1e-6
+    ramp = torch.linspace(-0.04, 0.04, 64)[None, None, None, :]
+    tinted = torch.where(bg, torch.tensor(tint)[None, :, None, None] + ramp, images).clamp(0, 1)
+    ok = torch.cat([judge(tinted[i::4], specs[i])[0] for i in range(4)])
+    assert ok.float().mean() >= 0.95, f"accepted {ok.float().mean():.1%}"

@@ -15,7 +15,10 @@ cell centres and of the predicted sizes. A prompt of the shapes grammar is score
 (`prompt_score`, GenEval-style, all terms differentiable almost everywhere):
 
   presence  p = 1 − exp(−3 n) of each named object (for two identical named objects, of n − 1);
-  count     exp(−(m − k)² / τ) for "k colour shapes", m = Σ over instances of sigmoid((mass − 0.5)/0.1);
+  count     exp(−(m − k)² / τ) for "k colour shapes", m = the number of distinct instances: Σ_i q_i
+            Π_{j ranked above i} (1 − q_j (1 − sep_ij)), q = sigmoid((mass − 0.5)/0.1) and sep_ij =
+            sigmoid(gap of the soft boxes − COUNT_GAP) (count scenes are drawn ≥ 4 px apart, so a second
+            peak touching a larger one is the same blob, not another object);
   relation  the best (subject instance, object instance) pair's product of sigmoids of the soft boxes'
             gaps and offsets (margins in px, below), using the relations as `world.py` defines them;
   no extra  exp(−excess), excess = Σ over classes of relu(n − expected − slack);
@@ -64,6 +67,10 @@ LEFT_GAP = 1.0  # "left/right of": horizontal gap (rendered 8-20; next-to scenes
 NEXT_GAP = (-1.5, 6.5)  # "next to": horizontal gap range (rendered 2-4)
 NEXT_LEVEL = 5.0  # "next to": bottoms level within this
 INSTANCES = 6  # local maxima read per class map (scenes hold at most 4 objects)
+# "k objects" means k distinct ones: world.py draws count scenes with >= 4 px between boxes
+# (_SEPARATION); instances whose soft boxes are closer than this are discounted as one blob. The
+# reward AUC for counts (RESULTS.md §6.2) was flat for gaps of 0-3 px; 1 px as LEFT_GAP.
+COUNT_GAP = 1.0
 
 
 def class_index(colour: str, shape: str) -> int:
@@ -206,6 +213,21 @@ def _pair_relation(s: dict, relation: str, a: int, b: int) -> torch.Tensor:
     return pair.flatten(1).amax(1)
 
 
+def distinct_count(s: dict, c: int) -> torch.Tensor:
+    """Soft number of distinct instances of class c, (M,): instances in order of mass, each counted
+    by its existence q_i times, for every larger instance j, 1 − q_j (1 − sep_ij), sep_ij the sigmoid
+    of the larger of the x and y gaps between their soft boxes minus COUNT_GAP."""
+    q = torch.sigmoid((s["inst_mass"][:, c] - 0.5) / 0.1)  # (M, K), largest mass first
+    b = s["inst_box"][:, c]  # (M, K, 4) x0, y0, x1, y1
+    dx = torch.maximum(b[:, None, :, 0] - b[:, :, None, 2], b[:, :, None, 0] - b[:, None, :, 2])  # (M, K, K)
+    dy = torch.maximum(b[:, None, :, 1] - b[:, :, None, 3], b[:, :, None, 1] - b[:, None, :, 3])
+    merged = q[:, None, :] * (1 - _sig(torch.maximum(dx, dy) - COUNT_GAP))  # [m, i, j]: j swallows i
+    k = q.shape[1]
+    above = torch.tril(torch.ones(k, k, dtype=torch.bool, device=q.device), diagonal=-1)  # j < i
+    keep = torch.where(above, 1 - merged, torch.ones_like(merged)).prod(-1)  # (M, K)
+    return (q * keep).sum(-1)
+
+
 def prompt_score(s: dict, spec: Spec, rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Soft satisfaction of `spec` for the images `rows` of the summary `s` (all rows when None).
     Returns {"score": (M,), "success": (M,), and each constraint (M,)}."""
@@ -220,7 +242,7 @@ def prompt_score(s: dict, spec: Spec, rows: torch.Tensor | None = None) -> dict[
     if spec.kind == "count":
         n = count[:, classes[0]]
         parts["present"] = 1 - torch.exp(-PRESENCE_RATE * n)
-        parts["count"] = torch.exp(-((s["inst_count"][:, classes[0]] - spec.count) ** 2) / COUNT_TAU)
+        parts["count"] = torch.exp(-((distinct_count(s, classes[0]) - spec.count) ** 2) / COUNT_TAU)
         success = parts["count"]
     else:
         pres = []
