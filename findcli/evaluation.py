@@ -172,18 +172,27 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
         raise FindError("give exactly one of --prompt TEXT or --prompts FILE")
     limits.check_all({"n": r.n, "seed": r.seed, "steps": r.steps, "guidance": r.guidance, "max_batch": r.max_batch,
                       "height": r.height, "width": r.width, "frames": r.frames})
-    if r.policy is not None and r.prompts is not None:
-        raise FindError("--policy goes with --prompt; for a suite use --policy-dir DIR (DIR/<slug>.pt per prompt)")
+    from findcli import conditional
+
+    # A conditional policy (find train --prompts FILE --conditional) serves every prompt, seen or not.
+    cond = conditional.load_conditional(r.policy) if r.policy is not None and conditional.is_conditional(r.policy) \
+        else None
+    if r.policy is not None and r.prompts is not None and cond is None:
+        raise FindError("--policy goes with --prompt (or is a conditional policy); for a suite use --policy-dir DIR "
+                        "(DIR/<slug>.pt per prompt)")
+    if cond is not None and r.policy_dir is not None:
+        raise FindError("give either a conditional --policy or --policy-dir, not both")
     if r.prompts is not None:
         suite = read_suite(r.prompts)
-        items = [(p, (r.policy_dir / f"{slug(p)}.pt") if r.policy_dir else None, c) for p, c in suite]
+        items = [(p, r.policy if cond else (r.policy_dir / f"{slug(p)}.pt") if r.policy_dir else None, c)
+                 for p, c in suite]
     else:
         if not r.prompt.strip():
             raise FindError("the prompt is empty; pass --prompt \"a red cube on a blue sphere\"")
         items = [(" ".join(r.prompt.split()), r.policy, None)]
-    pfs = {p: load_policy(path) for p, path, _ in items
-           if path is not None and (r.policy is not None or path.exists())}
-    first_meta = next(iter(pfs.values())).meta if pfs else {}
+    pfs = {} if cond else {p: load_policy(path) for p, path, _ in items
+                           if path is not None and (r.policy is not None or path.exists())}
+    first_meta = cond[1] if cond else next(iter(pfs.values())).meta if pfs else {}
     model = r.model or first_meta.get("model")
     builtin = shapes.is_builtin(model)
     if builtin:  # unknown words: one line listing the known ones (and the suite's line), before loading anything
@@ -191,11 +200,13 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
             shapes.load_suite(r.prompts)
         for p, _, _ in items:
             shapes.check_prompt(p)
-    settings = {p: settings_from_meta(pfs[p].meta if p in pfs else {}, r.steps, r.guidance, r.height, r.width,
-                                      r.frames, r.scheduler, source=str(path))
+    settings = {p: settings_from_meta(first_meta if cond else pfs[p].meta if p in pfs else {}, r.steps, r.guidance,
+                                      r.height, r.width, r.frames, r.scheduler, source=str(path))
                 for p, path, _ in items}
     # one pipeline for every prompt: the scheduler of --scheduler, else of the first policy (settings_from_meta)
     dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, scheduler=next(iter(settings.values())).scheduler)
+    if cond:  # each prompt's N(μ, σ²) from its text feature
+        pfs = {p: conditional.policy_file_for(cond[0], cond[1], pipe, p) for p, _, _ in items}
     for p, path, _ in items:  # every policy must fit this model before any image is drawn
         if p in pfs:
             s = settings[p]

@@ -71,6 +71,7 @@ def paired_win_rate(policy_rewards: torch.Tensor, baseline_rewards: torch.Tensor
 @dataclass
 class SampleRequest:
     policy: Path  # the policy file
+    prompt: str | None = None  # a conditional policy's prompt (any); a per-prompt policy's own when None
     n: int = 8  # images to draw
     seed: int = 0  # the sample namespace's seed
     out_dir: Path | None = None  # PNGs, grid(s), rewards.json; None: ./samples
@@ -104,14 +105,33 @@ def run_sample(request: SampleRequest) -> dict:
 
     r = request
     limits.check_all({"n": r.n, "seed": r.seed, "max_batch": r.max_batch})
-    pf = load_policy(r.policy)
-    meta = pf.meta
+    from findcli import conditional
+    from findcli.errors import FindError
+
+    cond = conditional.load_conditional(r.policy) if conditional.is_conditional(r.policy) else None
+    if cond is not None:
+        if r.prompt is None or not r.prompt.strip():
+            raise FindError(f"{r.policy} is a conditional policy: give the prompt to draw, --prompt \"...\"")
+        pf, meta = None, {**cond[1], "prompt": " ".join(r.prompt.split())}
+    else:
+        pf = load_policy(r.policy)
+        meta = pf.meta
+        if r.prompt is not None and " ".join(r.prompt.split()) != meta["prompt"]:
+            raise FindError(f"{r.policy} was trained for {meta['prompt']!r} and draws only that prompt; drop --prompt, "
+                            "or train a conditional policy (find train --prompts FILE --conditional)")
+    if cond is not None:
+        from findcli import shapes
+
+        if shapes.is_builtin(meta.get("model")):
+            shapes.check_prompt(meta["prompt"])
     settings = settings_from_meta(meta, r.steps, r.guidance, r.height, r.width, r.frames, source=str(r.policy))
     out_dir = Path(r.out_dir or "samples")
     atomic.check_writable(out_dir / "rewards.json")
     model = r.model or meta.get("model")
     dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, r.attention, r.compile, settings.scheduler)
     check_family(meta, pipe, str(r.policy))
+    if cond is not None:
+        pf = conditional.policy_file_for(cond[0], cond[1], pipe, meta["prompt"])
     check_latent_shape(pf.policy, latent_shape(pipe, settings.height, settings.width, settings.frames),
                        meta.get("model"))
     _warn_if_builtin_changed(meta)

@@ -15,6 +15,7 @@ Purposes (PURPOSES):
   eval          `find eval` and the suite benchmarks
   sample        `find sample`
   bench         benchmarks' own throwaway draws
+  conditional   ε of prompt slot `index % 4096` of iteration `index // 4096` of a conditional policy's training
   step          DDIM eta > 0: the per-step noise of image `index` of a draw whose ε seed is `seed`
                 (one generator per image, so `--max-batch` never changes an image)
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import hashlib
 
 SEED_MASK = (1 << 63) - 1  # torch.Generator and the Triton Philox key both take 63-bit seeds
-PURPOSES = ("train", "validation", "before_after", "eval", "sample", "bench", "step")
+PURPOSES = ("train", "validation", "before_after", "eval", "sample", "bench", "step", "conditional")
 
 
 def noise_seed(purpose: str, seed: int, index: int = 0) -> int:

@@ -16,7 +16,8 @@ from findcli.commands.common import Progress, console
 def eval_(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="one prompt to evaluate")] = None,
     prompts: Annotated[Optional[Path], typer.Option("--prompts", help="a suite file, one prompt per line")] = None,
-    policy: Annotated[Optional[Path], typer.Option("--policy", help="policy file for --prompt")] = None,
+    policy: Annotated[Optional[Path], typer.Option("--policy", help="policy file for --prompt; a conditional "
+                                                   "policy also for --prompts")] = None,
     policy_dir: Annotated[Optional[Path], typer.Option("--policy-dir", help="for --prompts: DIR/<slug>.pt per "
                                                        "prompt (missing ones: baseline only)")] = None,
     n: Annotated[int, typer.Option("--n", help="images per arm (paired ε)")] = 64,

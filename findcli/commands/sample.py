@@ -14,6 +14,8 @@ from findcli.commands.common import console
 
 def sample(
     policy: Annotated[Path, typer.Option("--policy", help="policy file written by find train")],
+    prompt: Annotated[Optional[str], typer.Option("--prompt", help="for a conditional policy (find train --prompts "
+                                                  "FILE --conditional): the prompt to draw, seen in training or not")] = None,
     n: Annotated[int, typer.Option("--n", help="images to draw")] = 8,
     seed: o.Seed = 0,
     out_dir: Annotated[Path, typer.Option("--out-dir", help="folder for PNGs, grid and rewards.json")] = Path("samples"),
@@ -39,7 +41,7 @@ def sample(
 
     from findcli.sampling import SampleRequest, run_sample
 
-    request = SampleRequest(policy=policy, n=n, seed=seed, out_dir=out_dir, baseline=baseline, model=model,
+    request = SampleRequest(policy=policy, prompt=prompt, n=n, seed=seed, out_dir=out_dir, baseline=baseline, model=model,
                             steps=steps, guidance=guidance, height=height, width=width, frames=frames, reward=reward, reward_model=reward_model,
                             score=not no_reward, max_batch=max_batch, device=device.value, dtype=dtype.value,
                             kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)

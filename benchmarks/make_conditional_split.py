@@ -1,0 +1,65 @@
+"""Write the prompt split of the conditional-policy benchmark (issue 15, item 3): prompts of the
+shapes grammar held out by template slot.
+
+  held-out objects  4 of the 18 (colour, shape) pairs, drawn with --seed; no training prompt names one
+  train             4 relation prompts per relation (28) and 8 count prompts, objects never held out,
+                    two different colours per relation prompt
+  test              per relation 1 prompt naming a held-out object (7); 2 relation prompts whose two
+                    objects are both seen in training but never together (an unseen relation pair);
+                    3 count prompts (two, three, four) of held-out objects
+
+Only position and counting: the categories where FIND has something to gain on the built-in model
+(the baseline already succeeds 80-100% on the others, RESULTS.md §6.3).
+
+    python benchmarks/make_conditional_split.py --seed 0 --out benchmarks/prompts
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import torch
+
+from findcli.shapes.world import COLOURS, COUNTS, RELATIONS, SHAPES, Obj, Spec
+
+
+def split(seed: int) -> tuple[list[Obj], list[Spec], list[Spec]]:
+    g = torch.Generator().manual_seed(seed)
+    objs = [Obj(c, s) for c in COLOURS for s in SHAPES]
+    held = [objs[i] for i in torch.randperm(len(objs), generator=g)[:4].tolist()]
+    seen = [o for o in objs if o not in held]
+    pick = lambda xs, k: [xs[i] for i in torch.randperm(len(xs), generator=g)[:k].tolist()]  # noqa: E731
+    seen_pairs = [(a, b) for a, b in itertools.product(seen, seen) if a.colour != b.colour]
+    held_pairs = [(a, b) for a, b in itertools.product(objs, objs) if a.colour != b.colour and (a in held or b in held)]
+    train, used = [], set()
+    for r in RELATIONS:
+        for a, b in pick(seen_pairs, 4):
+            train.append(Spec("relation", (a, b), relation=r))
+            used.add(frozenset((a, b)))
+    counts = sorted(COUNTS.values())
+    train += [Spec("count", (o,), count=counts[i % 3]) for i, o in enumerate(pick(seen, 8))]
+    test = [Spec("relation", p, relation=r) for r, p in zip(RELATIONS, pick(held_pairs, len(RELATIONS)))]
+    unseen = [p for p in seen_pairs if frozenset(p) not in used]
+    rels = pick(list(RELATIONS), 2)
+    test += [Spec("relation", p, relation=r) for r, p in zip(rels, pick(unseen, 2))]
+    test += [Spec("count", (o,), count=k) for o, k in zip(held[:3], counts)]
+    return held, train, test
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="benchmarks/prompts")
+    a = ap.parse_args()
+    held, train, test = split(a.seed)
+    head = (f"# Conditional-policy benchmark split (benchmarks/make_conditional_split.py --seed {a.seed}).\n"
+            f"# Held-out objects (never in a training prompt): {', '.join(o.phrase() for o in held)}.\n")
+    for name, specs in (("train", train), ("test", test)):
+        lines = [f"{s.category()}\t{s.caption()}" for s in specs]
+        Path(a.out, f"conditional_{name}.txt").write_text(head + "\n".join(lines) + "\n")
+        print(name, len(specs))
+
+
+if __name__ == "__main__":
+    main()

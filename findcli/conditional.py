@@ -1,0 +1,331 @@
+"""A prompt-conditioned FIND policy: one small network from a prompt's text feature to (μ, log σ),
+trained with the FIND objective over a prompt set, so that a prompt it never saw gets a learned
+initial-noise distribution with no training of its own.
+
+Parametrisation (low rank, so it scales to SDXL / video latents):
+
+    h        = (t − t_mean) / t_std                     t: the generator's pooled text feature (E,),
+                                                        standardised with the training set's statistics
+    (a, b)   = MLP(h) ∈ R^r × R^r                       last layer zero-initialised
+    μ        = μ0 + U a                                 μ0 (D,), U (D × r)
+    log σ    = s0 + W b                                 s0 (D,), W (D × r)
+
+μ0 = s0 = 0 at the start and the MLP's last layer is zero, so the untrained policy is N(0, I) for
+every prompt (tested). Parameters: 2D(r + 1) + the MLP; at SDXL size (D = 65 536, r = 32) 4.3 M.
+
+One iteration (the per-prompt trainer's SAMPLE / UPDATE, vectorised over prompts):
+  SAMPLE  P prompts drawn without replacement from the set (a permutation per epoch over it, seeded);
+          for each, K latents from its N(μ_p, σ_p²) (ε from the "conditional" seed namespace, index
+          (iteration, prompt slot)), denoised, scored.
+  UPDATE  advantages normalised per prompt within its K samples, A = (r − mean_p) / (std_p + 1e-6)
+          (GRPO-style: invariant to the reward's affine scale, and a prompt whose K images all score
+          the same teaches nothing); then `inner_epochs` Adam steps on the mean over prompts of the
+          per-prompt clipped surrogate + β·KL(N(μ_p, σ_p²) ‖ N(0, I)) (the kernels' `policy_loss`, each
+          prompt with its own μ_p, σ_p), times D as the per-prompt trainer's d_invariant loss.
+
+No value net, no replay: each batch is used for its inner epochs and dropped (on-policy PPO).
+File format "findcli-conditional-policy" (see `save_conditional` / `load_conditional`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from findcli import atomic
+from findcli.errors import FindError
+from findcli.policy import MIN_LOG_SIGMA, GaussianPolicy
+
+FORMAT_NAME = "findcli-conditional-policy"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ConditionalConfig:
+    rank: int = 32  # r: columns of the bases U, W of μ and log σ
+    hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
+    iterations: int = 150  # policy updates; each sees prompts_per_iteration × batch images
+    prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
+    batch: int = 8  # K images per prompt per iteration
+    lr: float = 0.05  # Adam lr of μ0 and s0 (the per-element parts, as the per-prompt trainer's lr)
+    net_lr: float = 3e-3  # Adam lr of the MLP and the bases U, W
+    inner_epochs: int = 4  # Adam steps per batch
+    clip: float = 0.2  # PPO ratio clip ε
+    kl_weight: float = 0.01  # β of the KL pull toward N(0, I), per prompt
+    max_grad_norm: float = 1.0  # bound on the per-element RMS of the gradient (0 disables)
+    seed: int = 0  # network init, prompt order and ε
+    steps: int = 20  # sampler: DDIM steps
+    guidance: float = 7.5  # sampler: CFG scale
+    eta: float = 0.0  # sampler: DDIM eta
+    max_batch: int = 16  # images per pipeline call
+
+    def validate(self) -> None:
+        ints = {"rank": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
+                "steps": 1, "max_batch": 1}
+        for k, lo in ints.items():
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise FindError(f"conditional policy: {k} must be an integer >= {lo}, got {v!r}")
+        for k in ("lr", "net_lr", "clip", "kl_weight", "max_grad_norm", "guidance", "eta"):
+            v = getattr(self, k)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise FindError(f"conditional policy: {k} must be a finite number >= 0, got {v!r}")
+
+
+class ConditionalPolicy(nn.Module):
+    """text feature (E,) or (P, E) -> (μ, log σ), each (D,) or (P, D)."""
+
+    def __init__(self, latent_shape: tuple[int, ...], text_dim: int, rank: int = 32, hidden: int = 256,
+                 text_mean: torch.Tensor | None = None, text_std: torch.Tensor | None = None):
+        super().__init__()
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.dim = math.prod(self.latent_shape)
+        self.text_dim, self.rank, self.hidden = int(text_dim), int(rank), int(hidden)
+        self.register_buffer("text_mean", torch.zeros(text_dim) if text_mean is None else text_mean.float().clone())
+        self.register_buffer("text_std", torch.ones(text_dim) if text_std is None else text_std.float().clone())
+        self.mlp = nn.Sequential(nn.Linear(text_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * rank))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        # Bases with unit-variance rows over r: a coefficient vector of norm ~1 moves each element O(1).
+        self.U = nn.Parameter(torch.randn(self.dim, rank) / math.sqrt(rank))
+        self.W = nn.Parameter(torch.randn(self.dim, rank) / math.sqrt(rank))
+        self.mu0 = nn.Parameter(torch.zeros(self.dim))
+        self.s0 = nn.Parameter(torch.zeros(self.dim))
+
+    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        single = text.dim() == 1
+        h = (text.reshape(-1, self.text_dim).float() - self.text_mean) / self.text_std
+        a, b = self.mlp(h).chunk(2, dim=-1)  # (P, r) each
+        mu = self.mu0 + a @ self.U.T  # (P, D)
+        log_sigma = (self.s0 + b @ self.W.T).clamp(min=MIN_LOG_SIGMA)
+        return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
+
+    @torch.no_grad()
+    def policy_for(self, text: torch.Tensor) -> GaussianPolicy:
+        """The per-prompt GaussianPolicy for one text feature (E,): what sample/eval draw from."""
+        mu, log_sigma = self(text.to(self.mu0.device))
+        return GaussianPolicy(self.latent_shape, mu.detach().clone(), log_sigma.detach().clone()).to(mu.device)
+
+    def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        return [{"params": [self.mu0, self.s0], "lr": cfg.lr},
+                {"params": [self.U, self.W, *self.mlp.parameters()], "lr": cfg.net_lr}]
+
+
+# ---------------------------------------------------------------- training
+
+
+@dataclass
+class ConditionalResult:
+    policy: ConditionalPolicy
+    metrics: list[dict] = field(default_factory=list)
+    wall_s: float = 0.0
+    images: int = 0  # images generated (and scored) in training
+
+
+def iteration_prompts(n_prompts: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
+    """The prompt indices of an iteration: consecutive slices of one seeded permutation per epoch,
+    so that every prompt is seen equally often (the last slice of an epoch wraps into the next)."""
+    per = min(per_iteration, n_prompts)
+    out, start = [], iteration * per
+    for j in range(start, start + per):
+        epoch, pos = divmod(j, n_prompts)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        out.append(int(torch.randperm(n_prompts, generator=g)[pos]))
+    return out
+
+
+def _group_advantages(r: torch.Tensor) -> torch.Tensor:
+    """(P, K) rewards -> (P, K) float32 advantages normalised within each prompt's K samples, in
+    float64; a prompt whose rewards do not spread (std ≤ 1e-9 of their magnitude) gets zeros."""
+    r = r.double()
+    c = r - r.mean(1, keepdim=True)
+    s = r.std(1, keepdim=True)
+    flat = s <= 1e-9 * (r.abs().mean(1, keepdim=True) + 1e-30)
+    return torch.where(flat, torch.zeros_like(c), c / torch.where(flat, torch.ones_like(s), s)).float()
+
+
+def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: torch.Tensor,
+                       logp_old: torch.Tensor, adv: torch.Tensor, cfg: ConditionalConfig) -> dict[str, float]:
+    """`inner_epochs` Adam steps on mean_p [clipped surrogate_p + β KL_p] · D.
+    text (P, E), z (P, K, D), logp_old (P, K), adv (P, K). Returns the diagnostics averaged over passes."""
+    from findcli.kernels import policy_loss
+
+    n_params = sum(p.numel() for p in policy.parameters())
+    max_norm = cfg.max_grad_norm * math.sqrt(n_params)
+    agg: dict[str, float] = {}
+    p_count = z.shape[0]
+    for _ in range(cfg.inner_epochs):
+        mu, log_sigma = policy(text)  # (P, D)
+        loss = torch.zeros((), device=z.device)
+        for p in range(p_count):
+            lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip, cfg.kl_weight)
+            loss = loss + lp / p_count
+            for k, v in stats.items():
+                agg[k] = agg.get(k, 0.0) + float(v) / (p_count * cfg.inner_epochs)
+        opt.zero_grad(set_to_none=True)
+        (loss * policy.dim).backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
+        opt.step()
+        agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
+    return agg
+
+
+def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
+                      on_iteration: Callable[[dict], None] | None = None) -> ConditionalResult:
+    """Train one ConditionalPolicy over `prompts` on the frozen `pipe` with `reward`
+    ((images, prompts) -> (N,)). Deterministic given cfg.seed (and the thread count on CPU)."""
+    from findcli.kernels import sample_policy
+    from findcli.pipeline import Rollout, SamplerSettings, denoiser
+    from findcli.seeds import noise_seed
+
+    cfg.validate()
+    prompts = list(dict.fromkeys(prompts))
+    if not prompts:
+        raise FindError("conditional policy: the prompt set is empty; give at least one prompt")
+    device = denoiser(pipe).device
+    settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
+    rollouts = [Rollout(pipe, p, settings, cfg.max_batch) for p in prompts]
+    shape = rollouts[0].latent_shape
+    with torch.no_grad():
+        feats = torch.stack([r.text_features().float().to(device) for r in rollouts])  # (N, E)
+    std = feats.std(0) if len(prompts) > 1 else torch.ones_like(feats[0])
+    torch.manual_seed(cfg.seed)
+    policy = ConditionalPolicy(shape, feats.shape[1], cfg.rank, cfg.hidden, feats.mean(0), std.clamp_min(1e-4)).to(device)
+    opt = torch.optim.Adam(policy.groups(cfg))
+    metrics, images, t0 = [], 0, time.perf_counter()
+    for it in range(cfg.iterations):
+        idx = iteration_prompts(len(prompts), cfg.prompts_per_iteration, cfg.seed, it)
+        text = feats[idx]
+        with torch.no_grad():
+            mu, log_sigma = policy(text)
+        zs, lps, rs = [], [], []
+        for slot, i in enumerate(idx):
+            seed = noise_seed("conditional", cfg.seed, it * 4096 + slot)
+            z, lp = sample_policy(mu[slot].contiguous(), log_sigma[slot].contiguous(), seed, cfg.batch)
+            x = rollouts[i](z.view(cfg.batch, *shape), seed)
+            with torch.no_grad():
+                r = torch.as_tensor(reward(x, [prompts[i]] * cfg.batch)).float().to(device).reshape(-1)
+            if not torch.isfinite(r).all():
+                raise FindError(f"conditional policy: the reward returned non-finite values for {prompts[i]!r} at "
+                                f"iteration {it}; check the reward")
+            zs.append(z.reshape(cfg.batch, -1))
+            lps.append(lp)
+            rs.append(r)
+        z, lp, r = torch.stack(zs), torch.stack(lps), torch.stack(rs)  # (P, K, D), (P, K), (P, K)
+        images += r.numel()
+        adv = _group_advantages(r)
+        agg = conditional_update(policy, opt, text, z, lp, adv, cfg)
+        with torch.no_grad():
+            mu, log_sigma = policy(text)
+        if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
+            raise FindError(f"conditional policy: the update at iteration {it} made μ or σ non-finite; lower --lr")
+        m = {"iteration": it, "prompts": [prompts[i] for i in idx], "reward_mean": r.mean().item(),
+             "reward_std_within": r.std(1).mean().item(), "mu_norm_mean": mu.norm(dim=1).mean().item() / math.sqrt(policy.dim),
+             "sigma_mean": log_sigma.exp().mean().item(), "s": round(time.perf_counter() - t0, 2), **agg}
+        metrics.append(m)
+        if on_iteration is not None:
+            on_iteration(m)
+    return ConditionalResult(policy, metrics, time.perf_counter() - t0, images)
+
+
+# ---------------------------------------------------------------- file format
+
+
+def save_conditional(path: str | Path, policy: ConditionalPolicy, meta: dict) -> None:
+    """Write the conditional policy atomically: weights, architecture, and JSON-able metadata
+    (model, sampler settings, training prompts, config)."""
+    import io
+
+    json.dumps(meta)
+    blob = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+            "arch": {"latent_shape": list(policy.latent_shape), "text_dim": policy.text_dim, "rank": policy.rank,
+                     "hidden": policy.hidden},
+            "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}, "meta": meta}
+    buf = io.BytesIO()
+    torch.save(blob, buf)
+    atomic.write_bytes(path, buf.getvalue())
+
+
+def is_conditional(path: str | Path) -> bool:
+    """Whether `path` holds a conditional policy (cheap: reads the file's header dict)."""
+    try:
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not ours to diagnose here; load_policy / load_conditional say why
+        return False
+    return isinstance(blob, dict) and blob.get("format") == FORMAT_NAME
+
+
+def load_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict]:
+    """(policy, meta) from a file written by save_conditional; every way it can be wrong is one line."""
+    path = Path(path)
+    fix = f"train one with `find train --prompts FILE --conditional --out {path}`"
+    if not path.is_file():
+        raise FindError(f"conditional policy {str(path)!r} does not exist; {fix}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001
+        raise FindError(f"conditional policy {str(path)!r} is corrupt or not written by findcli ({type(e).__name__}); {fix}") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT_NAME:
+        raise FindError(f"{str(path)!r} is not a findcli conditional policy; {fix}")
+    if blob.get("version") != FORMAT_VERSION:
+        raise FindError(f"conditional policy {str(path)!r} has format version {blob.get('version')!r}; this findcli "
+                        f"reads {FORMAT_VERSION}")
+    try:
+        arch, meta = blob["arch"], blob["meta"]
+        policy = ConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["rank"], arch["hidden"])
+        policy.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise FindError(f"conditional policy {str(path)!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
+                        f"{fix}") from None
+    if not all(torch.isfinite(v).all() for v in policy.state_dict().values()):
+        raise FindError(f"conditional policy {str(path)!r} holds non-finite weights; re-train it")
+    if not isinstance(meta, dict):
+        raise FindError(f"conditional policy {str(path)!r}: meta is not a dict; re-train it")
+    return policy.eval().requires_grad_(False), meta
+
+
+def config_dict(cfg: ConditionalConfig) -> dict:
+    return asdict(cfg)
+
+
+def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_spec: str, res: ConditionalResult) -> dict:
+    """What a conditional policy file records: the model (and the built-in model's fingerprint), the
+    sampler it was trained with, its family and size, the training prompts and the config."""
+    from findcli.pipeline import Rollout, SamplerSettings, is_builtin
+
+    model = getattr(pipe, "find_source", None)
+    ro = Rollout(pipe, prompts[0], SamplerSettings(cfg.steps, cfg.guidance, cfg.eta), cfg.max_batch)
+    extra = {}
+    if is_builtin(model):
+        from findcli import shapes
+
+        extra["model_version"] = shapes.model_version()
+    last = res.metrics[-1] if res.metrics else {}
+    return {"model": model, **extra, "conditional": True, "scheduler": type(pipe.scheduler).__name__,
+            "family": ro.family, "latent_layout": ro.latent_layout, "steps": cfg.steps, "guidance": cfg.guidance,
+            "eta": cfg.eta, "height": ro.height, "width": ro.width, "frames": ro.frames, "reward": reward_spec,
+            "seed": cfg.seed, "prompts": list(prompts), "config": asdict(cfg), "train_s": round(res.wall_s, 1),
+            "train_images": res.images,
+            "final_stats": {k: v for k, v in last.items() if k != "prompts"}}
+
+
+def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
+    """The per-prompt PolicyFile a conditional policy gives `prompt` on `pipe` (its text feature
+    through the network): what `find sample` and `find eval` then draw from, as from any policy."""
+    from findcli.pipeline import text_features
+    from findcli.policy import PolicyFile
+
+    feat = text_features(pipe, prompt)
+    if feat.numel() != cond.text_dim:
+        raise FindError(f"this conditional policy reads {cond.text_dim}-dim text features but the model's are "
+                        f"{feat.numel()}-dim; use the model it was trained with ({meta.get('model')})")
+    return PolicyFile(cond.policy_for(feat), {**meta, "prompt": prompt})

@@ -1,0 +1,188 @@
+"""Tests for the prompt-conditioned policy (findcli/conditional.py).
+
+Oracles: closed form at initialisation (the untrained network is N(0, I) for every prompt); a
+synthetic reward with a known per-prompt optimum (−MSE to the image decoded from z*_p, a different
+z* per prompt), toward which each prompt's μ must move and away from the other prompt's; the
+per-prompt advantage's invariance to r -> a·r + b (same trajectory); the file round trip.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from findcli.conditional import (ConditionalConfig, ConditionalPolicy, _group_advantages, iteration_prompts,
+                                 is_conditional, load_conditional, save_conditional, train_conditional)
+from findcli.errors import FindError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PROMPTS = ["a photo of a cat", "a watercolor of a lighthouse"]
+SAMPLER = dict(steps=2, guidance=3.0)
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_pipeline_dir):
+    from findcli.pipeline import load_pipeline
+
+    return load_pipeline(str(tiny_pipeline_dir), torch.device("cpu"), torch.float32)
+
+
+@pytest.fixture(scope="module")
+def targets(pipe):
+    """Per prompt a z* and the image it decodes to: the synthetic reward's optimum."""
+    from findcli.pipeline import Rollout, SamplerSettings
+
+    out = {}
+    for i, p in enumerate(PROMPTS):
+        z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(100 + i))
+        out[p] = (z, Rollout(pipe, p, SamplerSettings(**SAMPLER))(z))
+    return out
+
+
+def _reward(targets, a: float = 1.0, b: float = 0.0):
+    def reward(images, prompts):
+        t = torch.cat([targets[p][1] for p in prompts])
+        return a * (-100.0 * ((images - t) ** 2).flatten(1).mean(1)) + b
+    return reward
+
+
+def test_untrained_policy_is_the_standard_normal_for_every_prompt():
+    pol = ConditionalPolicy((4, 8, 8), 16, rank=4, hidden=8)
+    for seed in range(3):
+        mu, log_sigma = pol(torch.randn(16, generator=torch.Generator().manual_seed(seed)))
+        assert torch.equal(mu, torch.zeros(256)) and torch.equal(log_sigma, torch.zeros(256))
+
+
+def test_iteration_prompts_cover_every_prompt_equally_per_epoch():
+    seen = [i for it in range(6) for i in iteration_prompts(5, 5, 0, it)]
+    assert all(seen.count(i) == 6 for i in range(5))
+    # P < N: one permutation per epoch, sliced; 3 epochs of 6 prompts in slices of 4 = 18 draws
+    seen = [i for it in range(9) for i in iteration_prompts(6, 4, 1, it)]
+    assert all(seen.count(i) == 6 for i in range(6))
+
+
+def test_group_advantages_are_invariant_to_affine_reward_scale():
+    r = torch.randn(3, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for a, b in [(1e-3, 5.0), (1e3, -2.0)]:
+        torch.testing.assert_close(_group_advantages(a * r + b), _group_advantages(r), rtol=1e-4, atol=1e-4)
+    assert torch.equal(_group_advantages(torch.ones(2, 4)), torch.zeros(2, 4))  # no spread, no signal
+
+
+def _cfg(**kw):
+    base = dict(rank=8, hidden=32, iterations=14, prompts_per_iteration=2, batch=8, net_lr=1e-2, steps=SAMPLER["steps"],
+                guidance=SAMPLER["guidance"], max_batch=16)
+    return ConditionalConfig(**{**base, **kw})
+
+
+def test_each_prompt_moves_toward_its_own_optimum(pipe, targets):
+    res = train_conditional(pipe, PROMPTS, _reward(targets), _cfg())
+    first = sum(m["reward_mean"] for m in res.metrics[:2]) / 2
+    last = sum(m["reward_mean"] for m in res.metrics[-2:]) / 2
+    assert last > first, (first, last)
+    from findcli.pipeline import text_features
+
+    feats = [text_features(pipe, p) for p in PROMPTS]
+    mus = [res.policy(f)[0].detach() for f in feats]
+    zs = [targets[p][0].flatten() for p in PROMPTS]
+    cos = torch.nn.functional.cosine_similarity
+    for i in range(2):
+        assert cos(mus[i], zs[i], dim=0) > cos(mus[i], zs[1 - i], dim=0) + 0.05
+    # the difference of the two μ points along the difference of the two optima
+    assert cos(mus[0] - mus[1], zs[0] - zs[1], dim=0) > 0.1
+    assert res.images == 14 * 2 * 8
+
+
+def test_training_is_invariant_to_the_rewards_affine_scale(pipe, targets):
+    runs = [train_conditional(pipe, PROMPTS, _reward(targets, a, b), _cfg(iterations=3)) for a, b in [(1.0, 0.0),
+                                                                                                      (1e3, 7.0)]]
+    for (k, v), w in zip(runs[0].policy.state_dict().items(), runs[1].policy.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=1e-4, atol=1e-4, msg=k)
+
+
+def test_file_round_trip_and_one_line_errors(tmp_path):
+    pol = ConditionalPolicy((4, 8, 8), 16, rank=4, hidden=8)
+    with torch.no_grad():
+        pol.mu0.add_(0.5)
+        pol.mlp[-1].bias.add_(0.1)
+    f = tmp_path / "cond.pt"
+    save_conditional(f, pol, {"model": "m", "prompts": PROMPTS})
+    assert is_conditional(f)
+    back, meta = load_conditional(f)
+    assert meta["prompts"] == PROMPTS
+    t = torch.randn(16)
+    for x, y in zip(pol(t), back(t)):
+        assert torch.equal(x, y)
+    policy = back.policy_for(t)
+    assert policy.latent_shape == (4, 8, 8)
+    with pytest.raises(FindError, match="does not exist"):
+        load_conditional(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(FindError, match="corrupt"):
+        load_conditional(tmp_path / "junk.pt")
+    assert not is_conditional(tmp_path / "junk.pt")
+    with pytest.raises(FindError, match="rank must be"):
+        ConditionalConfig(rank=0).validate()
+
+
+def test_sample_and_eval_draw_from_a_conditional_policy_for_any_prompt(tmp_path):
+    """On the built-in model: a conditional file gives a prompt it never saw the network's N(μ_p, σ_p²);
+    `find sample --prompt` draws exactly what that GaussianPolicy draws, `find eval --prompts` serves
+    every prompt of a suite, and a per-prompt policy refuses another prompt in one line."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from findcli import shapes
+    from findcli.conditional import conditional_meta, ConditionalResult, policy_file_for
+    from findcli.main import app
+    from findcli.pipeline import latent_shape, load_pipeline, text_features
+
+    pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
+    cfg = ConditionalConfig(rank=4, hidden=16, steps=2)
+    prompts = ["a red cube on a blue sphere", "two red spheres"]
+    pol = ConditionalPolicy(latent_shape(pipe), text_features(pipe, prompts[0]).numel(), 4, 16)
+    with torch.no_grad():
+        pol.mu0.add_(0.3)
+        pol.mlp[-1].bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    f = tmp_path / "cond.pt"
+    save_conditional(f, pol, conditional_meta(pipe, cfg, prompts, "find-shapes-detector", ConditionalResult(pol)))
+    unseen = "a green pyramid to the left of a yellow cube"
+    expected = policy_file_for(pol, {}, pipe, unseen).policy
+    assert expected.mu.abs().sum() > 0
+    runner = CliRunner()
+    res = runner.invoke(app, ["sample", "--policy", str(f), "--prompt", unseen, "--n", "2", "--out-dir",
+                              str(tmp_path / "s"), "--no-reward", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "s" / "rewards.json").read_text())
+    assert rec["prompt"] == unseen and rec["steps"] == 2
+    # the PNGs are the draw of the GaussianPolicy the network gives the unseen prompt
+    import numpy as np
+    from PIL import Image
+
+    from findcli.pipeline import to_pil
+    from findcli.sampling import draw, settings_from_meta
+
+    d = draw(pipe, unseen, settings_from_meta({"steps": 2}), 0, 2, expected, False, 16, purpose="sample")
+    for i, img in enumerate(to_pil(d.policy_images)):
+        assert np.array_equal(np.array(img), np.array(Image.open(tmp_path / "s" / f"policy_{i:04d}.png")))
+    # a per-prompt policy refuses another prompt
+    from findcli.policy import save_policy
+
+    save_policy(tmp_path / "one.pt", expected, {"model": "builtin", "prompt": prompts[0], "steps": 2, "guidance": 7.5,
+                                                "eta": 0.0, "seed": 0})
+    res = runner.invoke(app, ["sample", "--policy", str(tmp_path / "one.pt"), "--prompt", unseen, "--n", "1",
+                              "--out-dir", str(tmp_path / "s3"), "--device", "cpu"])
+    assert res.exit_code != 0 and "draws only that prompt" in res.output
+    res = runner.invoke(app, ["sample", "--policy", str(f), "--n", "1", "--out-dir", str(tmp_path / "s2"),
+                              "--device", "cpu"])
+    assert res.exit_code != 0 and "give the prompt" in res.output
+    suite = tmp_path / "suite.txt"
+    suite.write_text(f"position\t{unseen}\ncounting\tthree red cubes\n")
+    res = runner.invoke(app, ["eval", "--prompts", str(suite), "--policy", str(f), "--n", "2", "--device", "cpu",
+                              "--json", str(tmp_path / "e.json")])
+    assert res.exit_code == 0, res.output
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert [r["prompt"] for r in out["results"]] == [unseen, "three red cubes"]
+    assert all("policy" in r for r in out["results"])
+    assert shapes.is_builtin(rec["model"])
