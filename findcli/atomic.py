@@ -125,10 +125,13 @@ class OutputLock:
     """An advisory lock (flock) on `path`'s hidden lock file `.NAME.lock`, held while a run writes
     `path` and its side files: a second writer gets one FindError instead of racing the first.
     The lock file is removed on release; `acquire` re-checks that the file it locked is still the one
-    on disk, so a release between another writer's open and lock cannot let two runs in."""
+    on disk, so a release between another writer's open and lock cannot let two runs in.
+    `wait=True`: block until the holder releases it instead (short critical sections shared by several
+    processes of one run, e.g. the ranks updating a prompt set's index.json)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, wait: bool = False):
         self.path = Path(path)
+        self.wait = wait
         self.lock_path = self.path.with_name(f".{self.path.name}.lock")
         self._fd: int | None = None
         self._made: list[Path] = []  # folders acquire created (removed again by release if left empty)
@@ -151,7 +154,7 @@ class OutputLock:
             except OSError as e:
                 raise _write_error(self.lock_path, e) from None
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX if self.wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 os.close(fd)
                 holder = ""

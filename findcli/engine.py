@@ -21,6 +21,11 @@ Files: the policy OUT.pt (μ, σ, metadata: what users share), the checkpoint OU
 findcli.report. SIGINT, SIGTERM and SIGHUP (Ctrl-C, Slurm/Kubernetes, a closed terminal) finish the
 iteration, save both, and end the run as interrupted; a second one aborts at once.
 
+Sample sharding (several ranks, findcli.distributed.SampleShard; off for one process, whose steps are
+unchanged): every rank draws the same K latents, rolls out and scores its rows, and all-gathers the
+rewards, so calibration, the value step and the replay buffer are the whole batch's on every rank;
+policy_update weights each rank's rows by their share and all-reduces the gradient. Rank 0 writes.
+
 Nothing is back-propagated through the sampler: only μ and log σ (and the value net) train.
 Iteration i draws its noise from findcli.seeds.noise_seed("train", seed, i), so a resumed run repeats an
 uninterrupted one and no eval, sample or picture draw (other namespaces) can equal a training draw.
@@ -80,10 +85,14 @@ class Batch:
 class FindTrainer:
     """Holds the state of one FIND run; `run()` iterates, checkpoints, and writes the outputs."""
 
-    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, check_reward=None):
+    def __init__(self, cfg: TrainConfig, pipe, reward, out: str | Path, check_reward=None, shard=None):
         from findcli.kernels import get_backend
 
         self.cfg, self.pipe, self.reward = cfg, pipe, reward
+        # Sample sharding (findcli.distributed.SampleShard): this rank rolls out its rows of each draw
+        # and the update is the full batch's; None (one process) leaves every step as it always was.
+        self.shard = shard
+        self.writes = shard is None or shard.rank == 0  # only rank 0 writes the policy, checkpoint and side files
         self.out = Path(out)
         from findcli.pipeline import denoiser
 
@@ -108,6 +117,7 @@ class FindTrainer:
         self.last_checkpoint: Path | None = None
         self.checkpoint = checkpoint_path(self.out)
         self._stop: int | None = None  # the signal number that asked the run to stop
+        self._agreed_stop: int | None = None  # sample sharding: a stop signal any rank received (SampleShard.agree)
         self.normalizer = RewardNormalizer(cfg.norm_window)
         # Guards against reward hacking: a check reward (never in the gradient) and --keep best.
         self.check_reward = check_reward  # None, or a reward; set to None for good if it fails
@@ -191,6 +201,8 @@ class FindTrainer:
         the current policy; the final save of a --keep best run holds the best one in OUT.pt (the
         checkpoint still holds the last policy, so --resume continues the run itself)."""
         self._check_finite()
+        if not self.writes:  # sample sharding: rank 0 writes; the others hold the same state
+            return
         meta = self.meta()
         policy = self.kept_policy() if final else self.policy
         if final and self.cfg.keep == "best" and self.best is not None:
@@ -230,14 +242,33 @@ class FindTrainer:
                 raise ValueError(f"it returned {c.numel()} values for {n} images" if c.numel() != n else
                                  "it returned non-finite values")
         except Exception as e:  # noqa: BLE001 - a broken check reward must not cost the run
-            warn(f"check reward {getattr(self.check_reward, 'spec', self.cfg.check_reward)!r} failed at iteration "
-                 f"{self.iteration} ({type(e).__name__}: {e}); training continues without it")
-            self.check_reward, self.check_failed = None, True
-            if self.cfg.keep == "best" and self.best is not None and self.best["scored_by"] == "check":
-                warn("--keep best now scores the validation draw with the main reward; earlier scores are dropped")
-                self.best = None
+            self._drop_check(f"failed at iteration {self.iteration} ({type(e).__name__}: {e})")
             return None
         return c
+
+    def _drop_check(self, why: str) -> None:
+        warn(f"check reward {getattr(self.check_reward, 'spec', self.cfg.check_reward)!r} {why}; training "
+             "continues without it")
+        self.check_reward, self.check_failed = None, True
+        if self.cfg.keep == "best" and self.best is not None and self.best["scored_by"] == "check":
+            warn("--keep best now scores the validation draw with the main reward; earlier scores are dropped")
+            self.best = None
+
+    def _rows(self, n: int) -> tuple[int, int]:
+        """The rows [lo, hi) of a draw of n that this process rolls out (all of them without sharding)."""
+        return (0, n) if self.shard is None else self.shard.rows(n)
+
+    def _check_rows(self, images: torch.Tensor, n: int) -> torch.Tensor | None:
+        """Sample sharding: the check reward of this rank's `images`, gathered over the draw of n; None
+        on every rank once it has failed on any (it is then dropped everywhere at the same iteration)."""
+        if self.check_reward is None:
+            return None
+        local = self._score_check(images, images.shape[0])
+        if not self.shard.all_true(local is not None):
+            if local is not None:  # it failed on another rank (which warned): drop it here too
+                self._drop_check(f"failed on another rank at iteration {self.iteration}")
+            return None
+        return self.shard.gather(local, n)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -246,11 +277,18 @@ class FindTrainer:
         cfg = self.cfg
         seed = noise_seed("validation", cfg.seed)
         z, _ = self.policy.sample(seed, cfg.validate_n)
-        images = self.rollout(z, seed)
-        score = self._score_check(images, cfg.validate_n)
+        if self.shard is None:
+            images = self.rollout(z, seed)
+            score = self._score_check(images, cfg.validate_n)
+        else:  # this rank's rows of the validation draw, scores gathered
+            lo, hi = self._rows(cfg.validate_n)
+            images = self.rollout(z[lo:hi], seed, start=lo)
+            score = self._check_rows(images, cfg.validate_n)
         scored_by = "check"
         if score is None:
-            score = self.reward(images, [cfg.prompt] * cfg.validate_n).detach().double().cpu()
+            score = self.reward(images, [cfg.prompt] * images.shape[0]).detach().double().cpu()
+            if self.shard is not None:
+                score = self.shard.gather(score, cfg.validate_n)
             scored_by = "main"
         value = float(score.mean()) if torch.isfinite(score).all() else float("-inf")
         if self.best is None or value > self.best["score"]:
@@ -303,6 +341,8 @@ class FindTrainer:
         seed = iteration_seed(cfg.seed, self.iteration)
         mu, log_sigma = self.policy.mu.detach().clone(), self.policy.log_sigma.detach().clone()
         z, logp_old = self.policy.sample(seed, cfg.batch)  # (K, *latent_shape), (K,)
+        if self.shard is not None:  # every rank drew all K (the same z); it rolls out and scores its rows
+            return self._sample_rows(z, seed, mu, log_sigma, logp_old)
         images = self.rollout(z, seed)  # (K, 3, H, W) in [0, 1]
         timing = dict(self.rollout.last_timing)
         t0 = time.perf_counter()
@@ -312,6 +352,21 @@ class FindTrainer:
             torch.cuda.synchronize(self.device)
         timing["reward_s"] = time.perf_counter() - t0
         check = self._score_check(images, cfg.batch)  # (K,) float64 or None; never enters the gradient
+        return Batch(z, seed, mu, log_sigma, logp_old, raw, raw.float(), check, timing)
+
+    def _sample_rows(self, z, seed, mu, log_sigma, logp_old) -> Batch:
+        """Sample sharding: roll out and score rows [lo, hi) of the draw (their step noise seeded by
+        their index in the whole draw), then all-gather the rewards: the Batch of the whole draw."""
+        cfg = self.cfg
+        lo, hi = self._rows(cfg.batch)
+        images = self.rollout(z[lo:hi], seed, start=lo)
+        timing = dict(self.rollout.last_timing)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            raw = self.reward(images, [cfg.prompt] * (hi - lo)).detach().to(self.device)
+        raw = self.shard.gather(raw.reshape(-1), cfg.batch)  # (K,) in row order, the reward's dtype
+        timing["reward_s"] = time.perf_counter() - t0
+        check = self._check_rows(images, cfg.batch)
         return Batch(z, seed, mu, log_sigma, logp_old, raw, raw.float(), check, timing)
 
     def _skip_bad_batch(self) -> dict:
@@ -369,7 +424,7 @@ class FindTrainer:
         zs = torch.cat([replay_latents(e) for e in self.replay])  # (M·K, D)
         lps = torch.cat([e["logp_old"] for e in self.replay])  # (M·K,)
         advs = torch.cat([e["adv"] for e in self.replay])  # (M·K,)
-        agg = policy_update(policy, self.opt, zs, lps, advs, cfg)
+        agg = policy_update(policy, self.opt, zs, lps, advs, cfg, self.shard)
         self._check_finite()
         return {"v": float(v.detach()), "value_loss": float(value_loss.detach()), "adv": adv.detach(),
                 "scale": scale, "agg": agg, "replay_samples": int(zs.shape[0])}
@@ -410,6 +465,10 @@ class FindTrainer:
         warn(f"{name}: finishing this iteration, then saving a checkpoint "
              f"({'Ctrl-C' if name == 'SIGINT' else name} again to abort)")
 
+    def _stopping(self) -> int | None:
+        """The signal that ends the loop: this process's, or under sample sharding the one all ranks agreed on."""
+        return self._stop if self.shard is None else self._agreed_stop
+
     def run(self, on_iteration: Callable[[dict], None] | None = None, write_outputs: bool = True) -> TrainResult:
         cfg = self.cfg
         previous = {}
@@ -419,8 +478,10 @@ class FindTrainer:
             except ValueError:  # not the main thread: signal handling is the caller's business
                 break
         try:
-            while self.iteration < cfg.iterations and self._stop is None:
+            while self.iteration < cfg.iterations and self._stopping() is None:
                 m = self.step()
+                if self.shard is not None:  # every rank stops after the same iteration
+                    self._agreed_stop = self.shard.agree(self._stop)
                 if cfg.keep == "best" and (self.iteration % cfg.validate_every == 0
                                            or self.iteration == cfg.iterations):
                     m.update(self.validate())
@@ -428,19 +489,19 @@ class FindTrainer:
                     on_iteration(m)
                 if self.iteration % cfg.checkpoint_every == 0 and self.iteration < cfg.iterations:
                     self.save()
-                    if write_outputs:
+                    if write_outputs and self.writes:
                         self.write_metrics()
-            interrupted = self._stop is not None and self.iteration < cfg.iterations
+            interrupted = self._stopping() is not None and self.iteration < cfg.iterations
             if interrupted and cfg.keep == "best" and self.iteration % cfg.validate_every != 0:
                 self.metrics[-1].update(self.validate())  # the policy at the interruption is a candidate too
             self.save(final=True)
-            files = {"policy": str(self.out), "checkpoint": str(self.checkpoint)}
-            if write_outputs:
+            files = {"policy": str(self.out), "checkpoint": str(self.checkpoint)} if self.writes else {}
+            if write_outputs and self.writes:
                 files.update(self.write_outputs(final=not interrupted))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        stop = signal.Signals(self._stop).name if interrupted else None
+        stop = signal.Signals(self._stopping()).name if interrupted else None
         return TrainResult(self.policy, self.metrics, interrupted, files, stop)
 
     # ------------------------------------------------------------------------------------------ outputs
@@ -493,7 +554,7 @@ def replay_latents(entry: dict) -> torch.Tensor:
 
 
 def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.Tensor, lps: torch.Tensor,
-                  advs: torch.Tensor, cfg: TrainConfig) -> dict[str, float]:
+                  advs: torch.Tensor, cfg: TrainConfig, shard=None) -> dict[str, float]:
     """`cfg.inner_epochs` Adam steps on the clipped surrogate + β·KL over the replayed samples
     zs (N, D), their behaviour log-probs lps (N,) and advantages advs (N,). Returns the loss
     diagnostics averaged over the passes.
@@ -502,17 +563,31 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
     element's gradient ≈ |A| / (√N · D): at D = 262 144 and a reward with a small spread that is
     Adam's eps (1e-8), and the step shrinks with D. Multiplying the loss by D makes it ≈ |A| / √N
     at any D; the gradient clip then bounds the per-element RMS (the norm over 2D elements / √(2D)).
+
+    shard (findcli.distributed.SampleShard): every rank holds the same N samples and takes its rows
+    [lo, hi); its loss (a mean over those rows, + β·KL) is weighted by (hi - lo)/N, so the weights sum
+    to 1 and the summed gradient is the gradient of the full loss; it is all-reduced before the clip
+    and the Adam step, which are then the same on every rank. The diagnostics are reduced the same way.
     """
     from findcli.kernels import policy_loss
 
     loss_scale = float(policy.dim) if cfg.d_invariant else 1.0
     max_norm = cfg.max_grad_norm * (2.0 * policy.dim) ** 0.5 if cfg.d_invariant else cfg.max_grad_norm
+    weight = 1.0
+    if shard is not None:
+        n = zs.shape[0]
+        lo, hi = shard.rows(n)
+        zs, lps, advs, weight = zs[lo:hi], lps[lo:hi], advs[lo:hi], (hi - lo) / n
     agg: dict[str, float] = {}
     for _ in range(cfg.inner_epochs):
         loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
                                   ratio_ref=cfg.clip_ref, kl=cfg.kl)
         opt.zero_grad(set_to_none=True)
-        (loss * loss_scale).backward()
+        if shard is None:
+            (loss * loss_scale).backward()
+        else:
+            (loss * (loss_scale * weight)).backward()
+            shard.all_reduce_grads(policy.parameters())
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
         opt.step()
@@ -520,6 +595,9 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
         for k, val in stats.items():
             agg[k] = agg.get(k, 0.0) + float(val) / cfg.inner_epochs
         agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
+    if shard is not None:  # each rank's means over its rows, weighted as its loss was: the full batch's means
+        keys = sorted(agg)
+        agg = dict(zip(keys, shard.sum([agg[k] * weight for k in keys])))
     return agg
 
 

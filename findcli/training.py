@@ -12,7 +12,12 @@ Order of work, each step failing with one line before the next, slower one start
      they abort (nothing to save yet).
 
 Events sent to `on_event(kind, data)`: "loading" {model}, "start" {trainer, reward, check, used,
-device, dtype, resumed_from, cleaned}, "compiled" {seconds}, "iteration" {metrics}, "done" {outcome}.
+device, dtype, resumed_from, cleaned, world}, "compiled" {seconds}, "iteration" {metrics}, "done" {outcome}.
+
+Several processes (torchrun / accelerate launch set RANK, WORLD_SIZE, LOCAL_RANK): each iteration's K
+samples are split across the ranks (findcli.distributed: sample sharding, one GPU per rank); every
+rank runs this function, rank 0 alone takes the output lock and writes the files. `find train
+--prompts` (findcli.prompt_sets) shards prompts instead and calls this with split_samples=False.
 """
 
 from __future__ import annotations
@@ -47,6 +52,36 @@ class TrainRequest:
     kernels: str | None = None
     attention: str = "sdpa"
     compile: bool = False
+    # Split each iteration's K samples across the ranks of the environment (RANK/WORLD_SIZE)? None:
+    # when it names several ranks; False: never (find train --prompts shards prompts instead).
+    split_samples: bool | None = None
+
+
+@dataclass
+class RuntimeCache:
+    """Loaded pipelines and rewards that the runs of one process share (find train --prompts trains
+    prompt after prompt on one pipeline): loading is not repeated, and no run's numbers change (the
+    pipeline and rewards are frozen)."""
+    runtimes: dict = field(default_factory=dict)  # (model, device, dtype, kernels, attention, compile, scheduler) -> (device, dtype, pipe, used)
+    rewards: dict = field(default_factory=dict)  # (spec, reward_model, model, device) -> (reward, reward_model used)
+
+    def runtime(self, model, device, dtype, kernels, attention, compile, scheduler):
+        from findcli.pipeline import load_runtime, setup_runtime
+
+        key = (model, device, dtype, kernels, attention, compile, scheduler)
+        if key not in self.runtimes:
+            self.runtimes[key] = load_runtime(model, device, dtype, kernels, attention, compile, scheduler)
+        else:
+            setup_runtime(device, dtype, kernels)  # the kernels backend as load_runtime sets it
+        dev, dt, pipe, used = self.runtimes[key]
+        return dev, dt, pipe, dict(used)
+
+    def reward(self, spec, reward_model, model, device):
+        key = (spec, reward_model, model, str(device))
+        if key not in self.rewards:
+            built = build_reward(spec, reward_model, model, device)
+            self.rewards[key] = self.rewards[(spec, built[1], model, str(device))] = built  # asked for, and as resolved
+        return self.rewards[key]
 
 
 @dataclass
@@ -109,11 +144,7 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
     else:
         if request.prompt is None:
             raise FindError("give a prompt, e.g. find train \"a red cube on a blue sphere\" (or --resume out.pt)")
-        cfg = PRESETS[request.preset or "default"](**request.overrides)
-        cfg.prompt, cfg.model = " ".join(request.prompt.split()), request.model
-        cfg.reward = ",".join(request.reward) if request.reward else default_reward(request.model)
-        cfg.reward_model = request.reward_model
-        cfg.check_reward = request.check_reward
+        cfg = new_config(request)
         out = request.out or Path("out.pt")
     if not cfg.prompt.strip():
         raise FindError("the prompt is empty; give the text to follow, e.g. find train \"a red cube on a blue sphere\"")
@@ -124,6 +155,27 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
     if out.suffix != ".pt" or out.name.endswith(".ckpt.pt"):
         raise FindError(f"--out {str(out)!r} should end in .pt (and not .ckpt.pt, the checkpoint's name), e.g. out.pt")
     return cfg, state, out
+
+
+def new_config(request: TrainRequest) -> TrainConfig:
+    """The config of a new run (not a resumed one): the preset with the request's overrides, the model
+    and the rewards; not validated (plan validates)."""
+    cfg = PRESETS[request.preset or "default"](**request.overrides)
+    cfg.prompt, cfg.model = " ".join((request.prompt or "").split()), request.model
+    cfg.reward = ",".join(request.reward) if request.reward else default_reward(request.model)
+    cfg.reward_model = request.reward_model
+    cfg.check_reward = request.check_reward
+    return cfg
+
+
+def _check_split(cfg: TrainConfig, world) -> None:
+    if cfg.batch < world.size:
+        raise FindError(f"--batch {cfg.batch} cannot be split across {world.size} ranks (sample sharding: each rank "
+                        f"rolls out its share of the K images of an iteration); give --batch {world.size} or more, "
+                        "or start fewer processes")
+    if cfg.keep == "best" and cfg.validate_n < world.size:
+        raise FindError(f"--validate-n {cfg.validate_n} cannot be split across {world.size} ranks; give "
+                        f"--validate-n {world.size} or more")
 
 
 @contextlib.contextmanager
@@ -151,32 +203,40 @@ def _abort_on_signals():
             signal.signal(sig, h)
 
 
-def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
-    """Run (or resume) a FIND training run end to end; see the module docstring."""
+def train(request: TrainRequest, on_event: Event | None = None, cache: RuntimeCache | None = None) -> TrainOutcome:
+    """Run (or resume) a FIND training run end to end; see the module docstring. `cache`: pipelines
+    and rewards loaded by earlier runs of this process, reused (and filled) here."""
+    from findcli import distributed
+
+    world = distributed.world_from_env() if request.split_samples is not False else distributed.SINGLE
     emit = on_event or (lambda kind, data: None)
     cfg, state, out = plan(request)
+    if world.distributed:
+        _check_split(cfg, world)
+    device = distributed.rank_device(request.device, world)
+    cache = cache if cache is not None else RuntimeCache()
     from findcli.engine import FindTrainer
     from findcli.policy import checkpoint_path, load_policy
 
-    with atomic.OutputLock(out):
+    writer = world.rank == 0  # rank 0 alone locks and writes the outputs; the others hold the same state
+    with atomic.OutputLock(out) if writer else contextlib.nullcontext(), \
+            distributed.sample_group(world, device) as shard:
         cleaned = []
         for target in (out, checkpoint_path(out), *(report.side_file(out, n) for n in report.SIDE_FILES)):
-            cleaned += [str(p) for p in atomic.clean_stale(target)]
+            cleaned += [str(p) for p in atomic.clean_stale(target)] if writer else []
         with _abort_on_signals():
-            from findcli.pipeline import load_runtime
-
             emit("loading", {"model": cfg.model})
-            dev, dt, pipe, used = load_runtime(cfg.model, request.device, request.dtype, request.kernels,
-                                               request.attention, request.compile, cfg.scheduler)
+            dev, dt, pipe, used = cache.runtime(cfg.model, device, request.dtype, request.kernels,
+                                                request.attention, request.compile, cfg.scheduler)
             from findcli.pipeline import check_prompt
 
             cfg.prompt = check_prompt(pipe, cfg.prompt)
-            reward_fn, cfg.reward_model = build_reward(cfg.reward, cfg.reward_model, cfg.model, dev)
+            reward_fn, cfg.reward_model = cache.reward(cfg.reward, cfg.reward_model, cfg.model, dev)
             check_fn = None
             if cfg.check_reward:
-                check_fn, cfg.check_reward_model = build_reward(cfg.check_reward, cfg.check_reward_model,
+                check_fn, cfg.check_reward_model = cache.reward(cfg.check_reward, cfg.check_reward_model,
                                                                 cfg.model, dev)
-            trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn)
+            trainer = FindTrainer(cfg, pipe, reward_fn, out, check_reward=check_fn, shard=shard)
             resumed_from = None
             from findcli.policy import check_latent_shape
 
@@ -197,7 +257,8 @@ def train(request: TrainRequest, on_event: Event | None = None) -> TrainOutcome:
                 trainer.init_from(start.policy.mu, start.policy.log_sigma)
             emit("start", {"trainer": trainer, "reward": reward_fn.spec,
                            "check": check_fn.spec if check_fn is not None else None, "used": used, "device": dev,
-                           "dtype": dt, "resumed_from": resumed_from, "cleaned": cleaned})
+                           "dtype": dt, "resumed_from": resumed_from, "cleaned": cleaned,
+                           "world": world})
             if request.compile:
                 used["compile_s"] = trainer.warmup()
                 emit("compiled", {"seconds": used["compile_s"]})

@@ -84,13 +84,16 @@ def enum_values(values: dict) -> dict:
 
 class Progress:
     """A rich progress bar on a terminal; elsewhere (pipe, Slurm log) one plain line every `every`
-    updates and at the end, so a batch log shows the run as it goes."""
+    updates and at the end, so a batch log shows the run as it goes. `child` adds a second bar to the
+    same display (find train --prompts: prompts, and the iterations of the current one)."""
 
     def __init__(self, name: str, total: int, completed: int = 0, every: int | None = None):
         self.name, self.total, self.completed = name, total, completed
         self.every = every or max(1, min(10, total // 20 or 1))
         self.tty = console.is_terminal
         self._bar = None
+        self._shared = False  # a child: its task lives in its parent's display
+        self._closed = False  # a child whose bar was removed: later updates are dropped
         self._t0 = time.perf_counter()
         self._done0 = completed
 
@@ -100,14 +103,25 @@ class Progress:
                 TimeRemainingColumn
             from rich.progress import Progress as RichProgress
 
-            self._bar = RichProgress(TextColumn(f"[bold]{esc(self.name)}"), BarColumn(), MofNCompleteColumn(),
+            self._bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), TimeRemainingColumn(),
                                      TextColumn("{task.fields[live]}", markup=False), console=console)
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.name, total=self.total, completed=self.completed, live="")
+            self._task = self._bar.add_task(esc(self.name), total=self.total, completed=self.completed, live="")
         return self
 
+    def child(self, name: str, total: int, completed: int = 0) -> "Progress":
+        """A second bar under this one (on a terminal, in the same display; elsewhere its own plain
+        lines); close it with its __exit__ (removes the bar)."""
+        c = Progress(name, total, completed)
+        if self._bar is not None:
+            c._bar, c._shared = self._bar, True
+            c._task = self._bar.add_task(esc(name), total=total, completed=completed, live="")
+        return c
+
     def update(self, completed: int, live: str = "") -> None:
+        if self._closed:
+            return
         self.completed = completed
         if self._bar is not None:
             self._bar.update(self._task, completed=completed, live=live)
@@ -118,5 +132,8 @@ class Progress:
             console.print(f"{self.name} {completed}/{self.total}  {elapsed:.0f} s elapsed, ~{eta:.0f} s left  {live}")
 
     def __exit__(self, *exc) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._shared:
+            self._bar.remove_task(self._task)
+            self._bar, self._closed = None, True
+        elif self._bar is not None:
             self._bar.__exit__(*exc)

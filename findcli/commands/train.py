@@ -1,7 +1,9 @@
-"""`find train PROMPT`: learn the initial-noise distribution N(μ, σ²) for one prompt.
+"""`find train PROMPT`: learn the initial-noise distribution N(μ, σ²) for one prompt; `find train
+--prompts FILE --out-dir DIR`: one policy per prompt of a set.
 
-The command parses its options into a findcli.training.TrainRequest, calls training.train, and
-prints the events it is sent; the rules (presets, resume, outputs, signals) live in the library.
+The command parses its options into a findcli.training.TrainRequest (for a set, wrapped in a
+findcli.prompt_sets.PromptSetRequest), calls training.train (prompt_sets.train_prompt_set), and prints
+the events it is sent; the rules (presets, resume, outputs, signals, ranks) live in the library.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ SchedulerChoice = choice("SchedulerChoice", CHOICES["scheduler"])
 
 def train(
     prompt: Annotated[Optional[str], typer.Argument(help="the text the model should follow")] = None,
+    prompts: Annotated[Optional[Path], typer.Option("--prompts", help="train one policy per prompt of FILE (one "
+                                                    "per line; category<TAB>prompt allowed; # comments) into "
+                                                    "--out-dir; rerunning the command resumes it")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="with --prompts: DIR/<slug>.pt per prompt "
+                                                    "(what find eval --policy-dir reads) and DIR/index.json")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
                                                 "resumed run's); its checkpoint OUT.ckpt.pt and side files "
                                                 "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
@@ -88,7 +95,14 @@ def train(
     attention: o.Attention = o.AttentionChoice.sdpa,
     compile: o.Compile = False,
 ) -> None:
-    """Learn N(μ, σ²) over the initial latent so the frozen model follows PROMPT."""
+    """Learn N(μ, σ²) over the initial latent so the frozen model follows PROMPT (or each prompt of
+    --prompts FILE).
+
+    Several processes (torchrun --nproc-per-node N -m findcli train ..., or accelerate launch -m
+    findcli train ...; one GPU per rank): with --prompts the prompts are dealt round-robin to the
+    ranks (each policy as one process trains it); with one PROMPT each iteration's --batch images
+    are split across the ranks and the policy gradient is all-reduced.
+    """
     from findcli.errors import INTERRUPTED_EXIT
     from findcli.training import TrainRequest, train as run_training
 
@@ -103,7 +117,10 @@ def train(
                            model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,
                            init=init, resume=resume, device=device.value, dtype=dtype.value,
                            kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
-    view = _TrainView()
+    if prompts is not None or out_dir is not None:
+        _train_set(prompts, out_dir, request)
+        return
+    view = _TrainView(quiet=_rank() != 0)
     try:
         outcome = run_training(request, view)
     finally:
@@ -112,12 +129,59 @@ def train(
         raise typer.Exit(INTERRUPTED_EXIT)
 
 
-class _TrainView:
-    """Prints what training.train reports: a header, the progress, a summary."""
+def _rank() -> int:
+    """This process's rank (torchrun / accelerate launch); ranks other than 0 print nothing but errors."""
+    from findcli.distributed import world_from_env
+    from findcli.errors import FindError
 
-    def __init__(self):
+    try:
+        return world_from_env().rank
+    except FindError:
+        return 0  # the library says what is wrong with the environment
+
+
+def _train_set(prompts: Path | None, out_dir: Path | None, request) -> None:
+    from findcli.errors import INTERRUPTED_EXIT, FindError
+    from findcli.prompt_sets import PromptSetRequest, train_prompt_set
+
+    if prompts is None:
+        raise FindError("--out-dir goes with --prompts FILE (for one prompt use --out FILE.pt)")
+    view = _PromptSetView(quiet=_rank() != 0)
+    try:
+        outcome = train_prompt_set(PromptSetRequest(prompts, out_dir, request), view)
+    finally:
+        view.close()
+    if outcome.interrupted:
+        raise typer.Exit(INTERRUPTED_EXIT)
+    if outcome.failed and outcome.rank == 0:
+        names = ", ".join(repr(p) for p in list(outcome.failed)[:5]) + (", ..." if len(outcome.failed) > 5 else "")
+        raise FindError(f"{len(outcome.failed)} of {len(outcome.plan.items)} prompts failed: {names}; each error is in "
+                        f"{outcome.path}; fix or remove them, and rerun the same command to retry them", exit_code=1)
+
+
+def live_line(m: dict) -> str:
+    """The progress bar's text for one iteration's metrics."""
+    if m.get("skipped"):
+        return "batch skipped (non-finite reward)"
+    if m.get("waiting_for_spread"):
+        return f"r={m['reward_mean']:.3f} (waiting for a spread of rewards to set the reward units)"
+    live = (f"r={m['reward_mean']:.3f} [{m['reward_min']:.3f},{m['reward_max']:.3f}] "
+            f"kl0={m['kl_to_prior']:.4f} |μ|={m['mu_abs_mean']:.3f} σ={m['sigma_mean']:.3f} "
+            f"clip={m['clipfrac']:.2f} {m['images_per_s']:.1f} img/s")
+    if m.get("check_mean") is not None:
+        live += f" check={m['check_mean']:.3f}"
+    if m.get("validation_score") is not None:
+        live += f" val={m['validation_score']:.3f} (best @{m['best_iteration']})"
+    return live
+
+
+class _TrainView:
+    """Prints what training.train reports: a header, the progress, a summary (rank 0 only: `quiet`)."""
+
+    def __init__(self, quiet: bool = False):
         self.status = None
         self.progress: Progress | None = None
+        self.quiet = quiet
 
     def close(self) -> None:
         if self.status is not None:
@@ -128,7 +192,8 @@ class _TrainView:
             self.progress = None
 
     def __call__(self, kind: str, data: dict) -> None:
-        getattr(self, "on_" + kind)(data)
+        if not self.quiet:
+            getattr(self, "on_" + kind)(data)
 
     def on_loading(self, data: dict) -> None:
         what = data["model"] or "the built-in shapes model"
@@ -153,6 +218,10 @@ class _TrainView:
         console.print(f"  latent={list(t.shape)}  reward={data['reward']}"
                       f"{'  check=' + data['check'] if data['check'] else ''}  keep={cfg.keep}  "
                       f"{summarize_config(cfg)}")
+        world = data.get("world")
+        if world is not None and world.distributed:
+            console.print(f"  ranks={world.size}: each iteration's {cfg.batch} images split across them "
+                          f"(≤{-(-cfg.batch // world.size)} per rank), the policy gradient all-reduced")
         if data["resumed_from"] is not None:
             console.print(f"resuming from iteration {data['resumed_from']}/{cfg.iterations}")
         if not console.is_terminal:
@@ -163,19 +232,7 @@ class _TrainView:
         console.print(f"  compile + warm-up: {data['seconds']:.1f} s (not counted in the iteration timings)")
 
     def on_iteration(self, m: dict) -> None:
-        if m.get("skipped"):
-            live = "batch skipped (non-finite reward)"
-        elif m.get("waiting_for_spread"):
-            live = f"r={m['reward_mean']:.3f} (waiting for a spread of rewards to set the reward units)"
-        else:
-            live = (f"r={m['reward_mean']:.3f} [{m['reward_min']:.3f},{m['reward_max']:.3f}] "
-                    f"kl0={m['kl_to_prior']:.4f} |μ|={m['mu_abs_mean']:.3f} σ={m['sigma_mean']:.3f} "
-                    f"clip={m['clipfrac']:.2f} {m['images_per_s']:.1f} img/s")
-            if m.get("check_mean") is not None:
-                live += f" check={m['check_mean']:.3f}"
-            if m.get("validation_score") is not None:
-                live += f" val={m['validation_score']:.3f} (best @{m['best_iteration']})"
-        self.progress.update(m["iteration"] + 1, live)
+        self.progress.update(m["iteration"] + 1, live_line(m))
 
     def on_done(self, data: dict) -> None:
         self.close()
@@ -199,3 +256,126 @@ class _TrainView:
                           f"{trainer.best['score']:.4f} by the {trainer.best['scored_by']} reward), not the last one")
         for name, path in result.files.items():
             console.print(f"  {name}: {path}")
+
+
+class _PromptSetView:
+    """Prints what prompt_sets.train_prompt_set reports (rank 0; the other ranks only their errors):
+    the plan, a bar over the prompts (every rank's, from the index) with one under it for the current
+    prompt's iterations, a line per finished prompt, and the table at the end."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.progress: Progress | None = None
+        self.iters: Progress | None = None
+        self.iterations = 0
+
+    def close(self) -> None:
+        if self.iters is not None:
+            self.iters.__exit__(None, None, None)
+            self.iters = None
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
+
+    def __call__(self, kind: str, data: dict) -> None:
+        if kind == "prompt_done" and data["error"] is not None:
+            self._traceback(data["error"])  # every rank: whose code failed, and where
+        if self.quiet:
+            return
+        handler = getattr(self, "on_" + kind, None)
+        if handler is not None:
+            handler(data)
+
+    @staticmethod
+    def _traceback(error: BaseException) -> None:
+        import sys
+        import traceback
+
+        from findcli.errors import FindError, UserCodeError
+
+        if isinstance(error, UserCodeError):
+            error = error.original
+        elif isinstance(error, (FindError, KeyboardInterrupt)) or not isinstance(error, Exception):
+            return
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+
+    def on_set_start(self, data: dict) -> None:
+        from findcli.pipeline import warn
+
+        plan, world, to_run = data["plan"], data["world"], data["to_run"]
+        self.iterations = plan.config["iterations"]
+        skipped = [it for it in plan.items if it.action == "skip"]
+        invalid = [it for it in plan.items if it.action == "invalid"]
+        if plan.duplicates:
+            warn(f"the prompt file repeats {len(plan.duplicates)} prompt(s); each is trained once: "
+                 + ", ".join(repr(p) for p in plan.duplicates))
+        console.print("find train --prompts", style="bold", end=" ")
+        console.print(f"{len(plan.items)} prompts -> {data['out_dir']}  to train: {len(to_run)} "
+                      f"({sum(it.action == 'resume' for it in to_run)} resumed)  already done: {len(skipped)}  "
+                      f"not trainable: {len(invalid)}  iterations={self.iterations} batch={plan.config['batch']}")
+        if world.distributed:
+            console.print(f"  ranks={world.size}: prompts dealt round-robin ({len(data['mine'])} on rank 0), "
+                          "each trained as one process would")
+        for it in invalid:
+            console.print(f"  not trained: {it.prompt!r}: {it.error}")
+        if not console.is_terminal and to_run:
+            console.print("progress: plain lines (stdout is not a terminal)")
+        if to_run:
+            self.progress = Progress("prompts", len(to_run)).__enter__()
+
+    def on_prompt_start(self, data: dict) -> None:
+        item = data["item"]
+        start = item.resume_from or 0
+        if not console.is_terminal:
+            resumed = f" (resuming from iteration {start})" if item.action == "resume" else ""
+            console.print(f"prompt {data['position'] + 1}/{data['count']} of this rank: {item.prompt!r}{resumed}")
+        name = item.prompt if len(item.prompt) <= 40 else item.prompt[:39] + "…"
+        self.iters = self.progress.child(name, self.iterations, start) if self.progress else None
+
+    def on_start(self, data: dict) -> None:
+        for path in data["cleaned"]:
+            console.print(f"removed a temp file left by a killed run: {path}")
+
+    def on_iteration(self, m: dict) -> None:
+        if self.iters is not None:
+            self.iters.update(m["iteration"] + 1, live_line(m))
+
+    def on_set_progress(self, data: dict) -> None:
+        if self.progress is not None:
+            self.progress.update(data["finished"])
+
+    def on_prompt_done(self, data: dict) -> None:
+        if self.iters is not None:
+            self.iters.__exit__(None, None, None)
+            self.iters = None
+        item, e = data["item"], data["entry"]
+        status = e.get("status")
+        if status == "done":
+            first, last = e.get("first_reward_mean"), (e.get("final_stats") or {}).get("reward_mean")
+            r = f"  reward {first:.4f} -> {last:.4f}" if first is not None and last is not None else ""
+            console.print(f"done {item.prompt!r}{r}  {e.get('wall_s', 0):.1f} s  ({item.file})")
+        elif status == "interrupted":
+            console.print(f"interrupted {item.prompt!r} at iteration {e.get('iterations', '?')} ({e.get('error') or ''})")
+        else:
+            console.print(f"failed {item.prompt!r}: {e.get('error')}")
+
+    def on_set_done(self, data: dict) -> None:
+        from rich.table import Table
+
+        self.close()
+        o = data["outcome"]
+        if o.rank != 0:
+            return
+        table = Table(title=f"find train --prompts  ranks={o.world_size}  {o.wall_s:.1f} s")
+        for col in ("prompt", "status", "iters", "r first", "r last", "s"):
+            table.add_column(col, justify="left" if col in ("prompt", "status") else "right")
+        for it in o.plan.items:
+            e = o.index["prompts"].get(it.prompt, {})
+            first, last = e.get("first_reward_mean"), (e.get("final_stats") or {}).get("reward_mean")
+            table.add_row(it.prompt, e.get("status", "?"), str(e.get("iterations", "-")),
+                          "-" if first is None else f"{first:.3f}", "-" if last is None else f"{last:.3f}",
+                          "-" if e.get("wall_s") is None else f"{e['wall_s']:.1f}")
+        console.print(table)
+        console.print(f"index: {o.path}  (find eval --prompts FILE --policy-dir {o.path.parent})")
+        if o.interrupted:
+            console.print("interrupted: rerun the same command to resume")

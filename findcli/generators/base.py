@@ -172,12 +172,14 @@ class Generator:
         return out.frames if self.video else out.images
 
     @torch.no_grad()
-    def __call__(self, z: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        """Denoise then decode z (K, *latent_shape) -> media in [0, 1], float32, chunked by max_batch."""
+    def __call__(self, z: torch.Tensor, seed: int = 0, start: int = 0) -> torch.Tensor:
+        """Denoise then decode z (K, *latent_shape) -> media in [0, 1], float32, chunked by max_batch.
+        `start`: the index of z's first row in its draw (a rank rolling out rows [start, start + K) of
+        a sharded batch gives them the per-step noise they have in the whole draw)."""
         from findcli.seeds import noise_seed
 
         self.check_latents(z)
-        media, t_denoise, t_decode, start = [], 0.0, 0.0, 0
+        media, t_denoise, t_decode = [], 0.0, 0.0
         for chunk in torch.split(z, self.max_batch):
             n = chunk.shape[0]
             # eta > 0 (and any stochastic sampler) draws fresh noise per step: one generator per sample,
