@@ -21,9 +21,11 @@ One iteration (the per-prompt trainer's SAMPLE / UPDATE, vectorised over prompts
           (GRPO-style: invariant to the reward's affine scale, and a prompt whose K images all score
           the same teaches nothing); then `inner_epochs` Adam steps on the mean over prompts of the
           per-prompt clipped surrogate + β·KL(N(μ_p, σ_p²) ‖ N(0, I)) (the kernels' `policy_loss`, each
-          prompt with its own μ_p, σ_p), times D as the per-prompt trainer's d_invariant loss.
+          prompt with its own μ_p, σ_p), times D as the per-prompt trainer's d_invariant loss. As in
+          FIND, the surrogate reuses recent samples: each prompt's last `replay` batches, each with the
+          log-probs of the network that drew it (the clipped ratio keeps the reuse honest).
 
-No value net, no replay: each batch is used for its inner epochs and dropped (on-policy PPO).
+No value net: the per-prompt group statistics are the baseline.
 File format "findcli-conditional-policy" (see `save_conditional` / `load_conditional`).
 """
 
@@ -56,7 +58,8 @@ class ConditionalConfig:
     batch: int = 8  # K images per prompt per iteration
     lr: float = 0.05  # Adam lr of μ0 and s0 (the per-element parts, as the per-prompt trainer's lr)
     net_lr: float = 3e-3  # Adam lr of the MLP and the bases U, W
-    inner_epochs: int = 4  # Adam steps per batch
+    inner_epochs: int = 4  # Adam steps per iteration
+    replay: int = 4  # M: each prompt's last M batches (with the log-probs they were drawn with) in its surrogate
     clip: float = 0.2  # PPO ratio clip ε
     kl_weight: float = 0.01  # β of the KL pull toward N(0, I), per prompt
     max_grad_norm: float = 1.0  # bound on the per-element RMS of the gradient (0 disables)
@@ -68,6 +71,7 @@ class ConditionalConfig:
 
     def validate(self) -> None:
         ints = {"rank": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
+                "replay": 1,
                 "steps": 1, "max_batch": 1}
         for k, lo in ints.items():
             v = getattr(self, k)
@@ -152,19 +156,20 @@ def _group_advantages(r: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, torch.zeros_like(c), c / torch.where(flat, torch.ones_like(s), s)).float()
 
 
-def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: torch.Tensor,
-                       logp_old: torch.Tensor, adv: torch.Tensor, cfg: ConditionalConfig) -> dict[str, float]:
+def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: list,
+                       logp_old: list, adv: list, cfg: ConditionalConfig) -> dict[str, float]:
     """`inner_epochs` Adam steps on mean_p [clipped surrogate_p + β KL_p] · D.
-    text (P, E), z (P, K, D), logp_old (P, K), adv (P, K). Returns the diagnostics averaged over passes."""
+    text (P, E); per prompt p: z[p] (N_p, D), logp_old[p] (N_p,), adv[p] (N_p,) (its replayed samples,
+    N_p = K × the batches kept). Returns the diagnostics averaged over passes."""
     from findcli.kernels import policy_loss
 
     n_params = sum(p.numel() for p in policy.parameters())
     max_norm = cfg.max_grad_norm * math.sqrt(n_params)
     agg: dict[str, float] = {}
-    p_count = z.shape[0]
+    p_count = len(z)
     for _ in range(cfg.inner_epochs):
         mu, log_sigma = policy(text)  # (P, D)
-        loss = torch.zeros((), device=z.device)
+        loss = torch.zeros((), device=text.device)
         for p in range(p_count):
             lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip, cfg.kl_weight)
             loss = loss + lp / p_count
@@ -202,6 +207,7 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
     policy = ConditionalPolicy(shape, feats.shape[1], cfg.rank, cfg.hidden, feats.mean(0), std.clamp_min(1e-4)).to(device)
     opt = torch.optim.Adam(policy.groups(cfg))
     metrics, images, t0 = [], 0, time.perf_counter()
+    replay: dict[int, list] = {}  # prompt index -> its last `cfg.replay` (z, logp_old, adv) batches
     for it in range(cfg.iterations):
         idx = iteration_prompts(len(prompts), cfg.prompts_per_iteration, cfg.seed, it)
         text = feats[idx]
@@ -223,7 +229,10 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
         z, lp, r = torch.stack(zs), torch.stack(lps), torch.stack(rs)  # (P, K, D), (P, K), (P, K)
         images += r.numel()
         adv = _group_advantages(r)
-        agg = conditional_update(policy, opt, text, z, lp, adv, cfg)
+        for slot, i in enumerate(idx):
+            replay[i] = (replay.get(i, []) + [(z[slot], lp[slot], adv[slot])])[-cfg.replay:]
+        zs_, lps_, advs_ = ([torch.cat([e[j] for e in replay[i]]) for i in idx] for j in range(3))
+        agg = conditional_update(policy, opt, text, zs_, lps_, advs_, cfg)
         with torch.no_grad():
             mu, log_sigma = policy(text)
         if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
@@ -329,3 +338,71 @@ def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
         raise FindError(f"this conditional policy reads {cond.text_dim}-dim text features but the model's are "
                         f"{feat.numel()}-dim; use the model it was trained with ({meta.get('model')})")
     return PolicyFile(cond.policy_for(feat), {**meta, "prompt": prompt})
+
+
+# ---------------------------------------------------------------- `find train --prompts FILE --conditional`
+
+# find train options that map onto ConditionalConfig fields; every other training option belongs to the
+# per-prompt trainer (value net, replay, ...) and is refused with --conditional.
+SHARED_OPTIONS = {"iterations", "batch", "lr", "steps", "guidance", "eta", "inner_epochs", "clip", "kl_weight", "seed",
+                  "max_batch"}
+
+
+@dataclass
+class ConditionalRequest:
+    prompts: Path  # the prompt file (one per line, category<TAB>prompt allowed, # comments)
+    out: Path  # the conditional policy file to write
+    overrides: dict = field(default_factory=dict)  # ConditionalConfig fields given explicitly
+    model: str | None = None  # None: the built-in model
+    reward: list[str] | None = None  # None: the model's default reward
+    reward_model: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    kernels: str | None = None
+
+
+def train_conditional_file(request: ConditionalRequest,
+                           on_event: Callable[[str, dict], None] | None = None) -> ConditionalResult:
+    """Every check before the model loads (the file, the prompts, the options, the output), then
+    train_conditional and an atomic write of request.out. Events: "start" {prompts, cfg, reward,
+    duplicates}, "iteration" {metrics}, "done" {result, out}."""
+    from findcli import limits, shapes
+    from findcli.evaluation import read_suite
+    from findcli.pipeline import load_runtime, warn
+    from findcli.training import build_reward, default_reward
+
+    emit = on_event or (lambda kind, data: None)
+    r = request
+    unknown = set(r.overrides) - set(ConditionalConfig.__dataclass_fields__)
+    if unknown:
+        raise FindError(f"--conditional trains one network for every prompt; {', '.join('--' + k.replace('_', '-') for k in sorted(unknown))} "
+                        "belong(s) to the per-prompt trainer: drop it")
+    cfg = ConditionalConfig(**r.overrides)
+    cfg.validate()
+    limits.check_all({k: v for k, v in r.overrides.items() if k in ("steps", "guidance", "eta", "seed", "max_batch")})
+    items = read_suite(r.prompts)
+    prompts = list(dict.fromkeys(p for p, _ in items))
+    dup = len(items) - len(prompts)
+    if dup:
+        warn(f"{dup} duplicate prompt(s) in {r.prompts} ignored: each prompt is trained once")
+    if shapes.is_builtin(r.model):
+        bad = []
+        for p in prompts:
+            try:
+                shapes.check_prompt(p)
+            except FindError as e:
+                bad.append(f"{p!r} ({str(e).splitlines()[0][:60]})")
+        if bad:
+            raise FindError(f"{len(bad)} prompt(s) of {r.prompts} are outside the built-in grammar: {'; '.join(bad[:3])}"
+                            f"{' ...' if len(bad) > 3 else ''}; fix or remove them")
+    if r.out.suffix != ".pt":
+        raise FindError(f"--out {r.out}: a conditional policy is a .pt file")
+    atomic.check_writable(r.out)
+    dev, _, pipe, _ = load_runtime(r.model, r.device, r.dtype, r.kernels)
+    spec = r.reward or default_reward(r.model)
+    reward, _ = build_reward(spec, r.reward_model, r.model, dev)
+    emit("start", {"prompts": prompts, "cfg": cfg, "reward": getattr(reward, "spec", str(spec)), "duplicates": dup})
+    res = train_conditional(pipe, prompts, reward, cfg, lambda m: emit("iteration", {"metrics": m}))
+    save_conditional(r.out, res.policy, conditional_meta(pipe, cfg, prompts, getattr(reward, "spec", str(spec)), res))
+    emit("done", {"result": res, "out": r.out})
+    return res

@@ -186,3 +186,39 @@ def test_sample_and_eval_draw_from_a_conditional_policy_for_any_prompt(tmp_path)
     assert [r["prompt"] for r in out["results"]] == [unseen, "three red cubes"]
     assert all("policy" in r for r in out["results"])
     assert shapes.is_builtin(rec["model"])
+
+
+def test_find_train_conditional_writes_a_policy_file_and_refuses_bad_input(tmp_path):
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from findcli.main import app
+
+    suite = tmp_path / "set.txt"
+    suite.write_text("position\ta red cube on a blue sphere\ncounting\ttwo red spheres\n"
+                     "a red cube on a blue sphere\n")  # a duplicate: trained once, with a warning
+    out = tmp_path / "cond.pt"
+    runner = CliRunner()
+    base = ["train", "--prompts", str(suite), "--conditional", "--device", "cpu"]
+    res = runner.invoke(app, base + ["--out", str(out), "--iterations", "2", "--batch", "2", "--steps", "2",
+                                     "--prompts-per-iteration", "2"])
+    assert res.exit_code == 0, res.output
+    assert "duplicate" in res.output
+    pol, meta = load_conditional(out)
+    assert meta["prompts"] == ["a red cube on a blue sphere", "two red spheres"]
+    assert meta["config"]["iterations"] == 2 and meta["steps"] == 2 and meta["train_images"] == 2 * 2 * 2
+    assert meta["model"] == "builtin" and _json.dumps(meta)
+    # bad input: one line each, exit != 0, no file written
+    for extra, msg in [(["--out", str(tmp_path / "a.pt"), "--replay", "2"], "per-prompt trainer"),
+                       ([], "--out COND.pt"),
+                       (["--out", str(tmp_path / "b.pt"), "--prompts-per-iteration", "0"], "prompts_per_iteration")]:
+        res = runner.invoke(app, base + extra)
+        assert res.exit_code != 0 and msg in res.output, res.output
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a red cube on a blue sphere\na dragon\n")
+    res = runner.invoke(app, ["train", "--prompts", str(bad), "--conditional", "--out", str(tmp_path / "c.pt")])
+    assert res.exit_code != 0 and "outside the built-in grammar" in res.output
+    assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
+    res = runner.invoke(app, ["train", "a red cube", "--net-lr", "0.1"])
+    assert res.exit_code != 0 and "--conditional" in res.output

@@ -33,6 +33,13 @@ def train(
                                                     "--out-dir; rerunning the command resumes it")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out-dir", help="with --prompts: DIR/<slug>.pt per prompt "
                                                     "(what find eval --policy-dir reads) and DIR/index.json")] = None,
+    conditional: Annotated[bool, typer.Option("--conditional", help="with --prompts: train ONE prompt-conditioned "
+                                              "policy (text feature -> N(μ, σ²)) over the set into --out, which then "
+                                              "serves any prompt (find sample --prompt, find eval)")] = False,
+    prompts_per_iteration: Annotated[Optional[int], typer.Option("--prompts-per-iteration", help="--conditional: "
+                                                                 "prompts drawn per iteration (default 8)")] = None,
+    net_lr: Annotated[Optional[float], typer.Option("--net-lr", help="--conditional: Adam lr of the network and its "
+                                                    "bases (--lr: of the shared per-element μ0, log σ0)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
                                                 "resumed run's); its checkpoint OUT.ckpt.pt and side files "
                                                 "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
@@ -117,6 +124,13 @@ def train(
                            model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,
                            init=init, resume=resume, device=device.value, dtype=dtype.value,
                            kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
+    if conditional:
+        _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr)
+        return
+    if prompts_per_iteration is not None or net_lr is not None:
+        from findcli.errors import FindError
+
+        raise FindError("--prompts-per-iteration and --net-lr go with --prompts FILE --conditional")
     if prompts is not None or out_dir is not None:
         _train_set(prompts, out_dir, request)
         return
@@ -127,6 +141,63 @@ def train(
         view.close()
     if outcome.result.interrupted:
         raise typer.Exit(INTERRUPTED_EXIT)
+
+
+def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr) -> None:
+    """--prompts FILE --conditional --out cond.pt: one network over the set (findcli.conditional)."""
+    from findcli.conditional import SHARED_OPTIONS, ConditionalRequest, train_conditional_file
+    from findcli.errors import FindError
+
+    if prompts is None or out is None:
+        raise FindError("--conditional needs --prompts FILE and --out COND.pt")
+    if request.prompt is not None or out_dir is not None or request.resume or request.init:
+        raise FindError("--conditional takes --prompts FILE and --out COND.pt; drop PROMPT, --out-dir, --resume, --init")
+    if request.check_reward or request.preset or request.attention != "sdpa" or request.compile:
+        raise FindError("--conditional does not take --check-reward, --preset, --attention or --compile")
+    given = {k: v for k, v in request.overrides.items() if v is not None}
+    refused = sorted(set(given) - SHARED_OPTIONS)
+    if refused:
+        raise FindError(f"--conditional trains one network for every prompt; {', '.join('--' + k.replace('_', '-') for k in refused)} "
+                        "belong(s) to the per-prompt trainer: drop it")
+    if prompts_per_iteration is not None:
+        given["prompts_per_iteration"] = prompts_per_iteration
+    if net_lr is not None:
+        given["net_lr"] = net_lr
+    view = _ConditionalView()
+    try:
+        train_conditional_file(ConditionalRequest(prompts, out, given, request.model, request.reward,
+                                                  request.reward_model, request.device, request.dtype,
+                                                  request.kernels), view)
+    finally:
+        view.close()
+
+
+class _ConditionalView:
+    def __init__(self):
+        self.progress: Progress | None = None
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
+
+    def __call__(self, kind: str, data: dict) -> None:
+        if kind == "start":
+            cfg = data["cfg"]
+            console.print("find train --conditional", style="bold", end=" ")
+            console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  rank={cfg.rank}  "
+                          f"{cfg.prompts_per_iteration} prompts x {cfg.batch} images per iteration, "
+                          f"{cfg.iterations} iterations")
+            self.progress = Progress("train", cfg.iterations).__enter__()
+        elif kind == "iteration":
+            m = data["metrics"]
+            self.progress.update(m["iteration"] + 1, f"r={m['reward_mean']:.3f} |μ|={m['mu_norm_mean']:.3f} "
+                                 f"σ={m['sigma_mean']:.3f} clip={m.get('clipfrac', 0.0):.2f}")
+        elif kind == "done":
+            self.close()
+            res = data["result"]
+            console.print(f"trained on {res.images} images in {res.wall_s:.0f} s; wrote {data['out']} "
+                          f"(find sample --policy {data['out']} --prompt \"...\")")
 
 
 def _rank() -> int:
