@@ -8,6 +8,9 @@
   measure.py reproduces the judge's acceptance/rejection rates quoted in judge.py and BIASES.md
   video_suite.txt  a public prompt suite (category<TAB>prompt)
   BIASES.md  the training-caption bias table, intended baseline rates, the judge's measured rates
+  models.py  the video generator's architecture: an AnimateDiff MotionAdapter on the built-in image
+             generator, trained by `python -m findcli.shapes.training motion` (no trained weights are
+             shipped yet: benchmarks/TRAINING_LOG.md, "Video generator")
 
-No generator, reward model or CLI wiring exists for videos yet (later parts of issue 14).
+No video reward model or CLI wiring (`--model builtin-video`) exists yet (later parts of issue 14).
 """
