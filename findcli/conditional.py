@@ -53,7 +53,7 @@ FORMAT_VERSION = 1
 class ConditionalConfig:
     rank: int = 32  # r: columns of the bases U, W of μ and log σ
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
-    iterations: int = 150  # policy updates; each sees prompts_per_iteration × batch images
+    iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images
     prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
     batch: int = 8  # K images per prompt per iteration
     lr: float = 0.05  # Adam lr of μ0 and s0 (the per-element parts, as the per-prompt trainer's lr)
@@ -406,3 +406,21 @@ def train_conditional_file(request: ConditionalRequest,
     save_conditional(r.out, res.policy, conditional_meta(pipe, cfg, prompts, getattr(reward, "spec", str(spec)), res))
     emit("done", {"result": res, "out": r.out})
     return res
+
+
+def distill(policy: ConditionalPolicy, text: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
+            steps: int = 2000, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+    """Fit the network to per-prompt FIND policies (regression of (μ_p, log σ_p), (P, D) each, on
+    their text features (P, E)): amortisation of policies already trained one prompt at a time, the
+    way NPNet learns from noise pairs. Full-batch AdamW on the mean squared error; returns the loss curve."""
+    torch.manual_seed(seed)
+    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
+    curve = []
+    for _ in range(steps):
+        m, s = policy(text)
+        loss = (m - mu).pow(2).mean() + (s - log_sigma).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append(float(loss.detach()))
+    return curve

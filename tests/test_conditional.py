@@ -222,3 +222,17 @@ def test_find_train_conditional_writes_a_policy_file_and_refuses_bad_input(tmp_p
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
     res = runner.invoke(app, ["train", "a red cube", "--net-lr", "0.1"])
     assert res.exit_code != 0 and "--conditional" in res.output
+
+
+def test_distill_fits_per_prompt_policies_it_can_represent():
+    # three prompts' (μ, log σ) lie in a rank-3 affine span, which rank 4 can represent exactly
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(3, 16, generator=g)
+    mu, log_sigma = torch.randn(3, 256, generator=g) * 0.5, torch.randn(3, 256, generator=g) * 0.1 - 0.3
+    from findcli.conditional import distill
+
+    pol = ConditionalPolicy((4, 8, 8), 16, rank=4, hidden=32, text_mean=text.mean(0), text_std=text.std(0))
+    curve = distill(pol, text, mu, log_sigma, steps=400, lr=1e-2, weight_decay=0.0)
+    assert curve[-1] < 0.02 * curve[0], (curve[0], curve[-1])
+    m, s = pol(text)
+    assert (m - mu).abs().max() < 0.15 and (s - log_sigma).abs().max() < 0.1

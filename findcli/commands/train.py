@@ -150,6 +150,10 @@ def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, ne
 
     if prompts is None or out is None:
         raise FindError("--conditional needs --prompts FILE and --out COND.pt")
+    from findcli.distributed import world_from_env
+
+    if world_from_env().size > 1:
+        raise FindError("--conditional trains in one process; run it without torchrun / accelerate launch")
     if request.prompt is not None or out_dir is not None or request.resume or request.init:
         raise FindError("--conditional takes --prompts FILE and --out COND.pt; drop PROMPT, --out-dir, --resume, --init")
     if request.check_reward or request.preset or request.attention != "sdpa" or request.compile:
