@@ -44,7 +44,7 @@ def main() -> None:
     cfg = ConditionalConfig()
     for kv in a.set:
         k, v = kv.split("=", 1)
-        setattr(cfg, k, type(getattr(cfg, k))(v))
+        setattr(cfg, k, (v.lower() in ("1", "true")) if isinstance(getattr(cfg, k), bool) else type(getattr(cfg, k))(v))
     dev, _, pipe, _ = load_runtime(None, "auto")
     reward, _ = build_reward(a.reward, None, None, dev)
     clip, _ = build_reward("clip", None, None, dev)

@@ -60,6 +60,7 @@ class ConditionalConfig:
     net_lr: float = 3e-3  # Adam lr of the MLP and the bases U, W
     inner_epochs: int = 4  # Adam steps per iteration
     replay: int = 4  # M: each prompt's last M batches (with the log-probs they were drawn with) in its surrogate
+    learn_sigma: bool = True  # False: σ stays 1 (only μ is learned; s0 and W are frozen at zero)
     clip: float = 0.2  # PPO ratio clip ε
     kl_weight: float = 0.01  # β of the KL pull toward N(0, I), per prompt
     max_grad_norm: float = 1.0  # bound on the per-element RMS of the gradient (0 disables)
@@ -119,6 +120,11 @@ class ConditionalPolicy(nn.Module):
         return GaussianPolicy(self.latent_shape, mu.detach().clone(), log_sigma.detach().clone()).to(mu.device)
 
     def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        if not cfg.learn_sigma:  # W, s0 stay zero and the MLP's b half gets no gradient through them
+            nn.init.zeros_(self.W)
+            self.W.requires_grad_(False)
+            self.s0.requires_grad_(False)
+            return [{"params": [self.mu0], "lr": cfg.lr}, {"params": [self.U, *self.mlp.parameters()], "lr": cfg.net_lr}]
         return [{"params": [self.mu0, self.s0], "lr": cfg.lr},
                 {"params": [self.U, self.W, *self.mlp.parameters()], "lr": cfg.net_lr}]
 
@@ -163,7 +169,7 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
     N_p = K × the batches kept). Returns the diagnostics averaged over passes."""
     from findcli.kernels import policy_loss
 
-    n_params = sum(p.numel() for p in policy.parameters())
+    n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     max_norm = cfg.max_grad_norm * math.sqrt(n_params)
     agg: dict[str, float] = {}
     p_count = len(z)
@@ -178,7 +184,7 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
         opt.zero_grad(set_to_none=True)
         (loss * policy.dim).backward()
         if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), max_norm)
+            torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], max_norm)
         opt.step()
         agg["loss"] = agg.get("loss", 0.0) + float(loss.detach()) / cfg.inner_epochs
     return agg

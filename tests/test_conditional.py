@@ -236,3 +236,12 @@ def test_distill_fits_per_prompt_policies_it_can_represent():
     assert curve[-1] < 0.02 * curve[0], (curve[0], curve[-1])
     m, s = pol(text)
     assert (m - mu).abs().max() < 0.15 and (s - log_sigma).abs().max() < 0.1
+
+
+def test_fixed_sigma_keeps_sigma_one_while_mu_learns(pipe, targets):
+    res = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(iterations=3, learn_sigma=False))
+    from findcli.pipeline import text_features
+
+    for p in PROMPTS:
+        mu, log_sigma = res.policy(text_features(pipe, p))
+        assert torch.equal(log_sigma, torch.zeros_like(log_sigma)) and mu.abs().sum() > 0

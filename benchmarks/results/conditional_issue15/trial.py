@@ -1,4 +1,7 @@
-import torch, json, sys
+import json
+import sys
+
+import torch
 from findcli import shapes
 from findcli.conditional import ConditionalConfig, train_conditional
 from findcli.pipeline import load_runtime
