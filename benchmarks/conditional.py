@@ -1,21 +1,21 @@
 """Conditional-policy benchmark (issue 15, item 3): one prompt-conditioned policy trained over a
-prompt set, evaluated on prompts it never saw (held out by template slot), paired against N(0, I) on
-the same eval-namespace ε, with the programmatic judge.
+prompt set (or an existing one, `--policy`), evaluated on prompts it never saw (held out by template
+slot), paired against N(0, I) on the same eval-namespace ε, with the programmatic judge. The
+evaluation is `find eval --prompts TEST --policy cond.pt` (findcli.evaluation.run_eval).
 
     OMP_NUM_THREADS=1 python benchmarks/conditional.py --train benchmarks/prompts/conditional_train.txt \
         --test benchmarks/prompts/conditional_test.txt --n 32 --eval-seed 1 --out runs/cond/cond.pt \
-        --json runs/cond/cond.json [--set net_lr=0.01 iterations=100]
+        --json runs/cond/cond.json [--set net_lr=0.01 iterations=100] [--ceiling CEILING.json]
+    OMP_NUM_THREADS=1 python benchmarks/conditional.py --policy runs/cond/distill.pt --test ... --json ...
 
 The per-prompt ceiling is `benchmarks/bench_suite.py --suite .../conditional_test.txt --n 32
 --eval-seed 1` (FIND's defaults trained on each test prompt itself): same n and eval seed, so the
-baseline arm is the same images; `benchmarks/suite_report.py` or `--ceiling JSON` compares.
+baseline arm is the same images; `--ceiling JSON` compares.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -23,8 +23,9 @@ import torch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train", required=True)
+    ap.add_argument("--train", help="training prompt file (omit with --policy)")
     ap.add_argument("--test", required=True)
+    ap.add_argument("--policy", default=None, help="evaluate this conditional policy instead of training one")
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--eval-seed", type=int, default=1)
     ap.add_argument("--out", default="runs/cond/cond.pt")
@@ -36,55 +37,45 @@ def main() -> None:
     a = ap.parse_args()
 
     from findcli import atomic, shapes
-    from findcli.conditional import ConditionalConfig, save_conditional, train_conditional
-    from findcli.evaluation import evaluate_prompt, summarize
-    from findcli.pipeline import SamplerSettings, load_runtime, text_features
+    from findcli.conditional import ConditionalConfig, conditional_meta, save_conditional, train_conditional
+    from findcli.evaluation import EvalRequest, run_eval
+    from findcli.pipeline import load_runtime
     from findcli.training import build_reward
 
-    cfg = ConditionalConfig()
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        setattr(cfg, k, (v.lower() in ("1", "true")) if isinstance(getattr(cfg, k), bool) else type(getattr(cfg, k))(v))
-    dev, _, pipe, _ = load_runtime(None, "auto")
-    reward, _ = build_reward(a.reward, None, None, dev)
-    clip, _ = build_reward("clip", None, None, dev)
-    train = [p for _, p in shapes.load_suite(a.train)]
-    test = shapes.load_suite(a.test)
-    log = []
+    out: dict = {"test_file": a.test, "n": a.n, "eval_seed": a.eval_seed, "torch_threads": torch.get_num_threads()}
+    policy = Path(a.policy) if a.policy else Path(a.out)
+    if a.policy is None:
+        cfg = ConditionalConfig()
+        for kv in a.set:
+            k, v = kv.split("=", 1)
+            setattr(cfg, k, (v.lower() in ("1", "true")) if isinstance(getattr(cfg, k), bool) else type(getattr(cfg, k))(v))
+        dev, _, pipe, _ = load_runtime(None, "auto")
+        reward, _ = build_reward(a.reward, None, None, dev)
+        train = [p for _, p in shapes.load_suite(a.train)]
+        log = []
 
-    def on_it(m):
-        log.append({k: v for k, v in m.items() if k != "prompts"})
-        if m["iteration"] % 10 == 0:
-            print(f"it {m['iteration']:4d} reward {m['reward_mean']:.4f} within-std {m['reward_std_within']:.4f} "
-                  f"|mu|/sqrtD {m['mu_norm_mean']:.3f} sigma {m['sigma_mean']:.3f} {m['s']:.0f}s", flush=True)
+        def on_it(m):
+            log.append({k: v for k, v in m.items() if k != "prompts"})
+            if m["iteration"] % 10 == 0:
+                print(f"it {m['iteration']:4d} reward {m['reward_mean']:.4f} within-std {m['reward_std_within']:.4f} "
+                      f"|mu|/sqrtD {m['mu_norm_mean']:.3f} sigma {m['sigma_mean']:.3f} {m['s']:.0f}s", flush=True)
 
-    res = train_conditional(pipe, train, reward, cfg, on_it)
-    meta = {"model": shapes.MODEL_ID, "reward": a.reward, "prompts": train, "config": dataclasses.asdict(cfg),
-            "steps": cfg.steps, "guidance": cfg.guidance, "eta": cfg.eta, "train_s": round(res.wall_s, 1),
-            "train_images": res.images}
-    save_conditional(a.out, res.policy, meta)
-    settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
+        res = train_conditional(pipe, train, reward, cfg, on_it)
+        save_conditional(policy, res.policy, conditional_meta(pipe, cfg, train, a.reward, res))
+        out.update(train_file=a.train, config=cfg.__dict__, train_s=round(res.wall_s, 1), train_images=res.images,
+                   metrics=log)
 
-    def evaluate(suite):
-        recs = []
-        for category, prompt in suite:
-            pol = res.policy.policy_for(text_features(pipe, prompt))
-            t0 = time.perf_counter()
-            rec = evaluate_prompt(pipe, prompt, settings, clip, a.n, a.eval_seed, pol, True, cfg.max_batch, category)
-            rec["seen_in_training"] = prompt in train
-            recs.append(rec)
-            print(f"{category:<10} {prompt:<50} success {rec['baseline']['success_rate']:.2f} -> "
-                  f"{rec['policy']['success_rate']:.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
-        return recs
+    def evaluate(suite: str) -> tuple[list, dict]:
+        r = run_eval(EvalRequest(prompts=Path(suite), policy=policy, n=a.n, seed=a.eval_seed, reward=["clip"]),
+                     on_prompt=lambda i, k: print(f"evaluated {i}/{k}", flush=True))["result"]
+        for rec in r["results"]:
+            print(f"{rec['category']:<10} {rec['prompt']:<50} success {rec['baseline']['success_rate']:.2f} -> "
+                  f"{rec['policy']['success_rate']:.2f}", flush=True)
+        return r["results"], r["summary"]
 
-    out = {"train_file": a.train, "test_file": a.test, "n": a.n, "eval_seed": a.eval_seed, "config": dataclasses.asdict(cfg),
-           "train_s": round(res.wall_s, 1), "train_images": res.images, "torch_threads": torch.get_num_threads(),
-           "metrics": log}
-    out["test"] = evaluate(test)
-    out["test_summary"] = summarize(out["test"])
-    if a.eval_train:
-        out["train"] = evaluate(shapes.load_suite(a.train))
-        out["train_summary"] = summarize(out["train"])
+    out["test"], out["test_summary"] = evaluate(a.test)
+    if a.eval_train and a.train:
+        out["train"], out["train_summary"] = evaluate(a.train)
     if a.ceiling:
         ceil = {r["prompt"]: r for r in json.loads(Path(a.ceiling).read_text())["results"]}
         rows = []
@@ -101,7 +92,7 @@ def main() -> None:
             print(json.dumps(out["vs_ceiling"]))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(a.json, json.dumps(out, indent=1))
-    print(json.dumps(out["test_summary"], indent=1))
+    print(json.dumps(out["test_summary"]["overall"], indent=1))
 
 
 if __name__ == "__main__":

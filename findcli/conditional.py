@@ -271,12 +271,19 @@ def save_conditional(path: str | Path, policy: ConditionalPolicy, meta: dict) ->
 
 
 def is_conditional(path: str | Path) -> bool:
-    """Whether `path` holds a conditional policy (cheap: reads the file's header dict)."""
+    """Whether `path` holds a conditional policy. Cheap: the file is memory-mapped, so its tensors are
+    not read (sample and eval ask this of every --policy before loading it properly)."""
     try:
-        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # noqa: BLE001 - not ours to diagnose here; load_policy / load_conditional say why
         return False
     return isinstance(blob, dict) and blob.get("format") == FORMAT_NAME
+
+
+def load_if_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict] | None:
+    """load_conditional(path) when `path` is a conditional policy, else None (a per-prompt policy or
+    anything else, which load_policy then reads and diagnoses)."""
+    return load_conditional(path) if is_conditional(path) else None
 
 
 def load_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict]:

@@ -175,8 +175,7 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
     from findcli import conditional
 
     # A conditional policy (find train --prompts FILE --conditional) serves every prompt, seen or not.
-    cond = conditional.load_conditional(r.policy) if r.policy is not None and conditional.is_conditional(r.policy) \
-        else None
+    cond = conditional.load_if_conditional(r.policy) if r.policy is not None else None
     if r.policy is not None and r.prompts is not None and cond is None:
         raise FindError("--policy goes with --prompt (or is a conditional policy); for a suite use --policy-dir DIR "
                         "(DIR/<slug>.pt per prompt)")

@@ -108,7 +108,7 @@ def run_sample(request: SampleRequest) -> dict:
     from findcli import conditional
     from findcli.errors import FindError
 
-    cond = conditional.load_conditional(r.policy) if conditional.is_conditional(r.policy) else None
+    cond = conditional.load_if_conditional(r.policy)
     if cond is not None:
         if r.prompt is None or not r.prompt.strip():
             raise FindError(f"{r.policy} is a conditional policy: give the prompt to draw, --prompt \"...\"")

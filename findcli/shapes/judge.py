@@ -40,7 +40,6 @@ Measured on 500 unbiased renders per kind (seed 100) against all of each scene's
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -356,26 +355,9 @@ def load_suite(path) -> list[tuple[str, str]]:
     """Read a prompt suite: one prompt per line as `category<TAB>prompt` (or a bare prompt, whose
     category is then `parse_prompt(prompt).category()`); blank lines and `#` comments are skipped.
     Every prompt must parse. Returns [(category, prompt), ...] in file order."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise FindError(f"cannot read prompt suite {str(p)!r} ({e.strerror or e}); pass an existing file") from None
-    out: list[tuple[str, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "\t" in line:
-            category, prompt = (part.strip() for part in line.split("\t", 1))
-        else:
-            category, prompt = "", line
-        try:
-            spec = parse_prompt(prompt)
-        except FindError as e:
-            raise FindError(f"{p}:{lineno}: {e}") from None
-        out.append((category or spec.category(), prompt))
-    return out
+    from findcli.shapes.world import read_suite_file
+
+    return read_suite_file(path, parse_prompt, lambda spec: spec.category())
 
 
 def judge_reward(images: torch.Tensor, prompts: list[str]) -> torch.Tensor:

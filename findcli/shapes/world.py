@@ -37,6 +37,7 @@ distribution; its deliberate correlations are tabled in BIASES.md and in the BIA
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass
 
 import torch
@@ -203,6 +204,41 @@ def _parse_obj(tokens: list[str], text: str) -> Obj:
     return Obj(tokens[1], tokens[2])
 
 
+def pick_index(weights: list[float], r: float) -> int:
+    """The index i whose cumulative weight first exceeds r in [0, 1) (the last index if rounding
+    leaves r above the total): one categorical draw from a pre-drawn uniform."""
+    acc = 0.0
+    for i, w in enumerate(weights):
+        acc += w
+        if r < acc:
+            return i
+    return len(weights) - 1
+
+
+def read_suite_file(path, parse, category_of, what: str = "prompt suite") -> list[tuple[str, str]]:
+    """A suite file of a grammar: `category<TAB>prompt` per line (a bare prompt gets
+    `category_of(parse(prompt))`); blank lines and `#` comments skipped; every prompt must `parse`, an
+    error naming its file and line. Returns [(category, prompt), ...] in file order. (The image suites'
+    `judge.load_suite` and the video suites' `video.world.load_video_suite`.)"""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise FindError(f"cannot read {what} {str(p)!r} ({e.strerror or e}); pass an existing file") from None
+    out: list[tuple[str, str]] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        category, prompt = (part.strip() for part in line.split("\t", 1)) if "\t" in line else ("", line)
+        try:
+            spec = parse(prompt)
+        except FindError as e:
+            raise FindError(f"{p}:{lineno}: {e}") from None
+        out.append((category or category_of(spec), prompt))
+    return out
+
+
 def parse_prompt(text: str) -> Spec:
     """Parse a prompt of the shapes grammar (case, whitespace and a trailing period are ignored)."""
     norm = " ".join(str(text).lower().split()).rstrip(".").strip()
@@ -268,14 +304,7 @@ def sample_specs(n: int, generator: torch.Generator, biased: bool) -> list[Spec]
     # Pre-draw a block of uniforms per spec so the Python loop does no per-draw torch calls.
     u = torch.rand(n, 8, generator=g, dtype=torch.float64).tolist()
 
-    def pick(weights: list[float], r: float) -> int:
-        acc = 0.0
-        for i, w in enumerate(weights):
-            acc += w
-            if r < acc:
-                return i
-        return len(weights) - 1
-
+    pick = pick_index
     uniform_c = [1.0 / len(COLOURS)] * len(COLOURS)
     uniform_s = [1.0 / len(SHAPES)] * len(SHAPES)
     colour_w = {s: _colour_given_shape_probs(s).tolist() for s in SHAPES}

@@ -48,6 +48,31 @@ def save_component(module, folder: Path) -> None:
             os.replace(f, folder / f.name)
 
 
+def save_pipeline_dir(pipe, out: Path, tokenizer_dir: Path) -> None:
+    """`pipe.save_pretrained` (safetensors, components already fp16) into `out`, file by file atomically.
+    Its text encoder's config is set to load as fp32: transformers loads a model in its config's dtype
+    (diffusers components already default to fp32), and a half text encoder beside a float UNet breaks
+    the stock pipeline on CPUs. transformers 5 writes only tokenizer.json; older releases'
+    CLIPTokenizer needs vocab.json and merges.txt, copied from `tokenizer_dir`."""
+    import json
+    import shutil
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        te_cfg = Path(tmp) / "text_encoder" / "config.json"
+        cfg_json = json.loads(te_cfg.read_text())
+        cfg_json["dtype"] = "float32"
+        te_cfg.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(tokenizer_dir / name, Path(tmp) / "tokenizer" / name)
+        for f in sorted(Path(tmp).rglob("*")):
+            if f.is_file():
+                dest = out / f.relative_to(tmp)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(f, dest)
+
+
 def load_vae(out: Path):
     """The frozen VAE of the generator in `out` (written by the vae stage)."""
     from diffusers import AutoencoderKL

@@ -19,8 +19,6 @@ projections learn too)."""
 from __future__ import annotations
 
 import copy
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -30,7 +28,7 @@ from pathlib import Path
 import torch
 
 from findcli.shapes import models as M
-from findcli.shapes.training.common import Clock, load_vae, log
+from findcli.shapes.training.common import Clock, load_vae, log, save_pipeline_dir
 from findcli.shapes.training.unet import tokenize
 from findcli.shapes.video import models as VM
 
@@ -146,22 +144,7 @@ def save_pipeline(out: Path, model, ema: dict, adapter_config: dict, vae, text_e
         feature_extractor=None,
         image_encoder=None,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        # As the unet stage: fp16 on disk, fp32 by default on load (transformers loads a model in its
-        # config's dtype; a half text encoder beside a float UNet breaks the stock pipeline on CPUs).
-        te_cfg = Path(tmp) / "text_encoder" / "config.json"
-        cfg_json = json.loads(te_cfg.read_text())
-        cfg_json["dtype"] = "float32"
-        te_cfg.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
-        for name in ("vocab.json", "merges.txt"):  # transformers 5 writes only tokenizer.json
-            shutil.copy(tokenizer_dir / name, Path(tmp) / "tokenizer" / name)
-        for f in sorted(Path(tmp).rglob("*")):
-            if f.is_file():
-                dest = out / f.relative_to(tmp)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, dest)
+    save_pipeline_dir(pipe, out, tokenizer_dir)
 
 
 def opposite_ids(tokenizer, specs) -> torch.Tensor:

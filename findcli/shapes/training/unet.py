@@ -7,8 +7,6 @@ feeds as negative), EMA of both, on the BIASED caption distribution. The VAE is 
 from __future__ import annotations
 
 import copy
-import json
-import os
 import shutil
 import tempfile
 import time
@@ -18,7 +16,7 @@ from pathlib import Path
 import torch
 
 from findcli.shapes import models as M
-from findcli.shapes.training.common import Clock, load_vae, log
+from findcli.shapes.training.common import Clock, load_vae, log, save_pipeline_dir
 from findcli.shapes.training.data import scenes
 
 
@@ -88,24 +86,7 @@ def save_pipeline(out: Path, unet, vae, text_encoder, tokenizer_dir: Path) -> No
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        # fp16 on disk, fp32 by default on load: transformers loads a model in its config's dtype
-        # (diffusers components already default to fp32), and a half text encoder beside a float UNet
-        # breaks the stock pipeline on CPUs.
-        te_cfg = Path(tmp) / "text_encoder" / "config.json"
-        cfg_json = json.loads(te_cfg.read_text())
-        cfg_json["dtype"] = "float32"
-        te_cfg.write_text(json.dumps(cfg_json, indent=2, sort_keys=True) + "\n")
-        # transformers 5 writes only tokenizer.json; older releases' CLIPTokenizer needs these two.
-        for name in ("vocab.json", "merges.txt"):
-            shutil.copy(tokenizer_dir / name, Path(tmp) / "tokenizer" / name)
-        for f in sorted(Path(tmp).rglob("*")):
-            if f.is_file():
-                dest = out / f.relative_to(tmp)
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(f, dest)
+    save_pipeline_dir(pipe, out, tokenizer_dir)
 
 
 def train_unet(cfg: UnetTrainConfig) -> dict:

@@ -215,23 +215,7 @@ def parse_video_prompt(text: str) -> VideoSpec:
 def load_video_suite(path=SUITE_PATH) -> list[tuple[str, str]]:
     """Read a video prompt suite: `category<TAB>prompt` per line (a bare prompt gets `category(spec)`);
     blank lines and `#` comments are skipped; every prompt must parse. Returns [(category, prompt)]."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise FindError(f"cannot read video prompt suite {str(p)!r} ({e.strerror or e}); pass an existing file") from None
-    out: list[tuple[str, str]] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        cat, prompt = (part.strip() for part in line.split("\t", 1)) if "\t" in line else ("", line)
-        try:
-            spec = parse_video_prompt(prompt)
-        except FindError as e:
-            raise FindError(f"{p}:{lineno}: {e}") from None
-        out.append((cat or category(spec), prompt))
-    return out
+    return world.read_suite_file(path, parse_video_prompt, category, "video prompt suite")
 
 
 # ---------------------------------------------------------------- biases and categories
@@ -297,13 +281,7 @@ def category(spec: VideoSpec) -> str:
 
 
 # ---------------------------------------------------------------- samplers
-def _pick(weights: list[float], r: float) -> int:
-    acc = 0.0
-    for i, w in enumerate(weights):
-        acc += w
-        if r < acc:
-            return i
-    return len(weights) - 1
+_pick = world.pick_index  # one categorical draw from a pre-drawn uniform, as the image world's sampler
 
 
 def sample_training_specs(n: int, generator: torch.Generator, biased: bool = True) -> list[VideoSpec]:
