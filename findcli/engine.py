@@ -48,6 +48,7 @@ from findcli.errors import Aborted, FindError
 from findcli.pipeline import Rollout, SamplerSettings, is_builtin, warn
 from findcli.policy import GaussianPolicy, checkpoint_path, prior_noise, save_checkpoint, save_policy
 from findcli.seeds import noise_seed
+from findcli.rewards import reward_span
 from findcli.value import RewardNormalizer, ValueNet, advantages
 
 # The signals that end a run gracefully (finish the iteration, save, exit as interrupted).
@@ -118,7 +119,9 @@ class FindTrainer:
         self.checkpoint = checkpoint_path(self.out)
         self._stop: int | None = None  # the signal number that asked the run to stop
         self._agreed_stop: int | None = None  # sample sharding: a stop signal any rank received (SampleShard.agree)
-        self.normalizer = RewardNormalizer(cfg.norm_window)
+        # The running std's floor in reward units: a fraction of the reward's declared range, if any.
+        span = reward_span(reward)
+        self.normalizer = RewardNormalizer(cfg.norm_window, cfg.adv_std_floor * span if span else 0.0)
         # Guards against reward hacking: a check reward (never in the gradient) and --keep best.
         self.check_reward = check_reward  # None, or a reward; set to None for good if it fails
         self.check_failed = False

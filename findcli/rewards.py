@@ -586,6 +586,8 @@ class UserReward:
     def __init__(self, name: str):
         self.name = name
         self.func = load_user_function(name)
+        if getattr(self.func, "value_range", None) is not None:  # the function's declared range, if any
+            self.value_range = self.func.value_range
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
@@ -611,12 +613,29 @@ class UserReward:
 # --------------------------------------------------------------------------------------------
 
 
+def reward_span(fn) -> float | None:
+    """hi - lo of a reward's declared `value_range = (lo, hi)` (the values it can take), or None when it
+    declares none. The built-in detector declares (0, 2); a `module:function` reward may set the
+    attribute on its function. TrainConfig.adv_std_floor is a fraction of this span."""
+    rng = getattr(fn, "value_range", None)
+    if rng is None:
+        return None
+    lo, hi = (float(x) for x in rng)
+    if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+        raise FindError(f"a reward's value_range must be two finite numbers lo < hi (got {rng!r})")
+    return hi - lo
+
+
 class CombinedReward:
     """sum_k w_k * r_k(images, prompts); each component built once, at construction."""
 
     def __init__(self, components: list[tuple[str, float, Callable]]):
         self.components = components
         self.spec = canonical_spec([(n, w) for n, w, _ in components])
+        # The sum's range, when every component declares one: Σ |w_k| · span_k (a span, from 0).
+        spans = [reward_span(fn) for _, _, fn in components]
+        if all(s is not None for s in spans):
+            self.value_range = (0.0, sum(abs(w) * s for (_, w, _), s in zip(components, spans)))
 
     def component_values(self, images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Each component's unweighted (N,) float32 values on the images' device, for logging."""

@@ -60,8 +60,9 @@ class RewardNormalizer:
     Reference units: u = (r - m0) / s0, with (m0, s0) the mean and std of the first window of rewards
     that has a non-zero spread, fixed for the rest of the run. The value net is trained on, and
     predicts, u; its error is then a number of first-batch standard deviations whatever the reward's
-    units. Scale: s_t = std of the last `window` rewards (a running per-prompt std, as DDPO's
-    per-prompt stat tracker keeps), expressed in reference units. The advantage is
+    units. Scale: s_t = max(std of the last `window` rewards, floor) (a running per-prompt std, as
+    DDPO's per-prompt stat tracker keeps, never below `floor`), expressed in reference units. The
+    advantage is
 
         A_k = (u_k - V) / (s_t / s0)      (value baseline)     A_k = u_k / (s_t / s0)   (none)
 
@@ -71,8 +72,16 @@ class RewardNormalizer:
     first reward), `ready` is False and the caller skips the policy step.
     """
 
-    def __init__(self, window: int):
+    def __init__(self, window: int, floor: float = 0.0):
         self.window = int(window)
+        # The smallest spread the scale s_t may take, in raw reward units (0: none). A reward that
+        # declares its range (`value_range`) sets it to TrainConfig.adv_std_floor × that range: once a
+        # prompt is saturated (every image nearly as good as the reward can say), the rewards' spread
+        # is the reward's own noise, and dividing by it would blow that noise up into full-size
+        # advantages and walk the policy off the generator's manifold (the drift of RESULTS.md §6.7).
+        # With the floor, such differences stay small and the KL pull toward N(0, I) holds the policy.
+        # The floor scales with the declared range, so r -> a·r + b (range a·R) is still invariant.
+        self.floor = float(floor)
         self.history: list[float] = []  # the last `window` raw rewards, oldest first
         self.m0: float | None = None
         self.s0: float | None = None
@@ -96,14 +105,15 @@ class RewardNormalizer:
     def scale(self) -> float:
         """s_t / s0: the running std in reference units (1 right after the reference is set)."""
         assert self.ready
-        s = float(torch.tensor(self.history, dtype=torch.float64).std())
+        s = max(float(torch.tensor(self.history, dtype=torch.float64).std()), self.floor)
         return s / self.s0 if s > 0 else 1.0
 
     def state_dict(self) -> dict:
-        return {"window": self.window, "history": list(self.history), "m0": self.m0, "s0": self.s0}
+        return {"window": self.window, "floor": self.floor, "history": list(self.history), "m0": self.m0, "s0": self.s0}
 
     def load_state_dict(self, state: dict) -> None:
         self.window = int(state["window"])
+        self.floor = float(state.get("floor", self.floor))  # checkpoints before the floor: the run's own
         self.history = [float(x) for x in state["history"]]
         self.m0 = None if state["m0"] is None else float(state["m0"])
         self.s0 = None if state["s0"] is None else float(state["s0"])

@@ -130,3 +130,58 @@ def test_normalizer_waits_for_a_spread():
     assert not n.ready  # equal rewards: still none
     n.observe(torch.tensor([3.0]))
     assert n.ready and abs(n.m0 - 7 / 3) < 1e-12
+
+
+def test_normalizer_floor_bounds_the_scale_float64_oracle():
+    """scale() = max(std of the window, floor) / s0 (closed form), and the floor binds only below it."""
+    g = torch.Generator().manual_seed(4)
+    r = torch.randn(24, generator=g, dtype=torch.float64)
+    wide, tight = 0.5, 10.0  # one below every window's std here, one above
+    for floor in (wide, tight):
+        n = RewardNormalizer(16, floor)
+        for chunk in r.split(8):
+            n.observe(chunk)
+        want = max(float(r[-16:].std()), floor) / float(r[:8].std())
+        assert abs(n.scale() - want) < 1e-12, (floor, n.scale(), want)
+    assert float(r[-16:].std()) > wide  # the first floor did not bind: the plain running std
+    # a saturated prompt: rewards that barely differ keep the scale at the floor, not at their noise
+    n = RewardNormalizer(16, 0.2)
+    n.observe(torch.tensor([1.0, 1.9, 1.1, 1.8], dtype=torch.float64))
+    n.observe(torch.tensor([1.95, 1.96, 1.94, 1.95], dtype=torch.float64))
+    std = float(torch.tensor([1.0, 1.9, 1.1, 1.8, 1.95, 1.96, 1.94, 1.95], dtype=torch.float64).std())
+    assert abs(n.scale() - max(std, 0.2) / n.s0) < 1e-12
+
+
+def ranged_reward(target, a, b):
+    """affine_reward with its declared range mapped by the same a, b (reward_span scales by a)."""
+    fn = affine_reward(target, a, b)
+    fn.value_range = (b - a * 50.0, b)  # -100·MSE of images in [0, 1] lies in [-100, 0]; any span works
+    return fn
+
+
+def test_floor_keeps_the_affine_invariance_when_the_range_is_declared(pipe_and_target, tmp_path):
+    """With the floor on (a binding one: half the declared span), r -> a·r + b with the range mapped
+    too gives the same trajectory; and the floor does change the run (control)."""
+    pipe, target = pipe_and_target
+    ref_mu, ref_ls = trajectory(pipe, ranged_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5)
+    free_mu, _ = trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5)
+    assert (ref_mu - free_mu).abs().max() > 1e-3  # the floor bound: a run without a range differs
+    for a, b in ((1e-3, 0.5), (1e3, 7.0)):
+        mu, ls = trajectory(pipe, ranged_reward(target, a, b), tmp_path, adv_std_floor=0.5)
+        torch.testing.assert_close(mu, ref_mu, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+        torch.testing.assert_close(ls, ref_ls, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+
+
+def test_reward_span_of_the_built_in_rewards():
+    from findcli.rewards import CombinedReward, reward_span
+    from findcli.shapes.detector import DetectorReward
+
+    assert reward_span(DetectorReward.__new__(DetectorReward)) == 2.0
+    f = lambda images, prompts: images.mean((1, 2, 3))  # noqa: E731
+    assert reward_span(f) is None  # nothing declared: no floor
+    g = lambda images, prompts: images.mean((1, 2, 3))  # noqa: E731
+    g.value_range = (0.0, 1.0)
+    h = lambda images, prompts: images.mean((1, 2, 3))  # noqa: E731
+    h.value_range = (-1.0, 3.0)
+    assert reward_span(CombinedReward([("g", 2.0, g), ("h", -0.5, h)])) == 2.0 * 1.0 + 0.5 * 4.0
+    assert reward_span(CombinedReward([("g", 1.0, g), ("f", 1.0, f)])) is None

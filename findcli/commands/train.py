@@ -76,6 +76,9 @@ def train(
                                                               "the running reward std (invariant to the reward's "
                                                               "scale); none: raw r - V (official)")] = None,
     norm_window: Annotated[Optional[int], typer.Option("--norm-window", help="rewards in the running std")] = None,
+    adv_std_floor: Annotated[Optional[float], typer.Option("--adv-std-floor", help="the running std never falls "
+                                                           "below this fraction of the reward's declared range "
+                                                           "(0: no floor)")] = None,
     d_invariant: Annotated[Optional[bool], typer.Option("--d-invariant/--no-d-invariant", help="scale the loss by "
                                                         "the latent size D so the step does not shrink with D")] = None,
     reward: o.Reward = None,
@@ -119,6 +122,7 @@ def train(
         replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl,
         reward_weight=reward_weight, value_lr=value_lr, value_steps=value_steps, seed=seed,
         checkpoint_every=checkpoint_every, max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window,
+        adv_std_floor=adv_std_floor,
         d_invariant=d_invariant, keep=keep, validate_every=validate_every, validate_n=validate_n))
     request = TrainRequest(prompt=prompt, out=out, overrides=overrides, preset=preset.value if preset else None,
                            model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,

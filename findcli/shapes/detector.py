@@ -297,6 +297,8 @@ class DetectorReward:
     without). A prompt outside the shapes grammar raises the grammar's one-line FindError.
     """
 
+    value_range = (0.0, 2.0)  # success ∈ [0, 1] + mean of the constraints ∈ [0, 1] (reward_span)
+
     def __init__(self, device: torch.device | str = "cpu", folder: str | Path | None = None, chunk: int = 256):
         self.device = torch.device(device)
         self.model = load_detector(folder, self.device)
