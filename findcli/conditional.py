@@ -322,15 +322,16 @@ def config_dict(cfg: ConditionalConfig) -> dict:
 def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_spec: str, res: ConditionalResult) -> dict:
     """What a conditional policy file records: the model (and the built-in model's fingerprint), the
     sampler it was trained with, its family and size, the training prompts and the config."""
-    from findcli.pipeline import Rollout, SamplerSettings, is_builtin
+    from findcli.pipeline import Rollout, SamplerSettings
 
     model = getattr(pipe, "find_source", None)
     ro = Rollout(pipe, prompts[0], SamplerSettings(cfg.steps, cfg.guidance, cfg.eta), cfg.max_batch)
     extra = {}
-    if is_builtin(model):
-        from findcli import shapes
+    from findcli import shapes
 
-        extra["model_version"] = shapes.model_version()
+    world = shapes.world_of(model)
+    if world is not None:
+        extra["model_version"] = world.model_version()
     last = res.metrics[-1] if res.metrics else {}
     return {"model": model, **extra, "conditional": True, "scheduler": type(pipe.scheduler).__name__,
             "family": ro.family, "latent_layout": ro.latent_layout, "steps": cfg.steps, "guidance": cfg.guidance,
@@ -398,11 +399,12 @@ def train_conditional_file(request: ConditionalRequest,
     dup = len(items) - len(prompts)
     if dup:
         warn(f"{dup} duplicate prompt(s) in {r.prompts} ignored: each prompt is trained once")
-    if shapes.is_builtin(r.model):
+    world = shapes.world_of(r.model)
+    if world is not None:
         bad = []
         for p in prompts:
             try:
-                shapes.check_prompt(p)
+                world.check_prompt(p)
             except FindError as e:
                 bad.append(f"{p!r} ({str(e).splitlines()[0][:60]})")
         if bad:

@@ -45,7 +45,7 @@ import torch
 from findcli import report
 from findcli.config import TrainConfig
 from findcli.errors import Aborted, FindError
-from findcli.pipeline import Rollout, SamplerSettings, is_builtin, warn
+from findcli.pipeline import Rollout, SamplerSettings, warn
 from findcli.policy import GaussianPolicy, checkpoint_path, prior_noise, save_checkpoint, save_policy
 from findcli.seeds import noise_seed
 from findcli.rewards import reward_span
@@ -181,10 +181,11 @@ class FindTrainer:
         c = self.cfg
         model = getattr(self.pipe, "find_source", c.model)
         extra = {}
-        if is_builtin(model):
-            from findcli import shapes
+        from findcli import shapes
 
-            extra["model_version"] = shapes.model_version()
+        world = shapes.world_of(model)
+        if world is not None:
+            extra["model_version"] = world.model_version()
         return {
             "model": model, **extra,
             "prompt": c.prompt,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -55,14 +56,19 @@ def read_suite(path: str | Path) -> list[tuple[str, str | None]]:
     return out
 
 
-def _arm(images: torch.Tensor, prompt: str, reward, builtin: bool) -> tuple[dict, dict, torch.Tensor]:
+def _world(builtin):
+    """evaluate_prompt's `builtin`: True (the image world, as before worlds), False/None, or a World."""
+    from findcli import shapes
+
+    return shapes.IMAGE_WORLD if builtin is True else builtin or None
+
+
+def _arm(images: torch.Tensor, prompt: str, reward, world) -> tuple[dict, dict, torch.Tensor]:
     r = reward(images, [prompt] * images.shape[0]).float().cpu()
     arm = {"success_rate": None, "mean_reward": float(r.mean())}
     constraints: dict = {}
-    if builtin:
-        from findcli import shapes
-
-        ok, per = shapes.judge_images(images, prompt)
+    if world is not None:
+        ok, per = world.judge_images(images, prompt)
         arm["success_rate"] = float(ok.float().mean())
         constraints = {k: float(v.float().mean()) for k, v in per.items()}
     return arm, constraints, r
@@ -71,20 +77,21 @@ def _arm(images: torch.Tensor, prompt: str, reward, builtin: bool) -> tuple[dict
 def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int, seed: int,
                     policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16,
                     category: str | None = None) -> dict:
-    if builtin:
-        from findcli import shapes
-
-        category = category or shapes.category(prompt)
+    """One prompt's paired record. `builtin`: True for the built-in image world's judge, a
+    findcli.shapes.World for that world's, False for no judge (success_rate None)."""
+    world = _world(builtin)
+    if world is not None:
+        category = category or world.category(prompt)
     d = draw(pipe, prompt, settings, seed, n, policy, baseline=True, max_batch=max_batch)
     record: dict = {"prompt": prompt, "n": n, "seed": seed, "category": category}
-    base, base_c, br = _arm(d.baseline_images, prompt, reward, builtin)
+    base, base_c, br = _arm(d.baseline_images, prompt, reward, world)
     record["baseline"] = base
-    record["per_constraint"] = {"baseline": base_c} if builtin else {}
+    record["per_constraint"] = {"baseline": base_c} if world is not None else {}
     if policy is not None:
-        pol, pol_c, pr = _arm(d.policy_images, prompt, reward, builtin)
+        pol, pol_c, pr = _arm(d.policy_images, prompt, reward, world)
         pol["win_rate"] = paired_win_rate(pr, br)
         record["policy"] = pol
-        if builtin:
+        if world is not None:
             record["per_constraint"]["policy"] = pol_c
     return record
 
@@ -193,15 +200,17 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
                            if path is not None and (r.policy is not None or path.exists())}
     first_meta = cond[1] if cond else next(iter(pfs.values())).meta if pfs else {}
     model = r.model or first_meta.get("model")
-    builtin = shapes.is_builtin(model)
-    if builtin:  # unknown words: one line listing the known ones (and the suite's line), before loading anything
+    world = shapes.world_of(model)
+    if world is not None:  # unknown words: one line listing the known ones (and the suite's line), before loading anything
         if r.prompts is not None:
-            shapes.load_suite(r.prompts)
+            world.load_suite(r.prompts)
         for p, _, _ in items:
-            shapes.check_prompt(p)
+            world.check_prompt(p)
     settings = {p: settings_from_meta(first_meta if cond else pfs[p].meta if p in pfs else {}, r.steps, r.guidance,
                                       r.height, r.width, r.frames, r.scheduler, source=str(path))
                 for p, path, _ in items}
+    if world is not None and world.default_frames:  # the built-in video model's clip length unless set
+        settings = {p: s if s.frames else dataclasses.replace(s, frames=world.default_frames) for p, s in settings.items()}
     # one pipeline for every prompt: the scheduler of --scheduler, else of the first policy (settings_from_meta)
     dev, _, pipe, _ = load_runtime(model, r.device, r.dtype, r.kernels, scheduler=next(iter(settings.values())).scheduler)
     if cond:  # each prompt's N(μ, σ²) from its text feature
@@ -217,7 +226,7 @@ def run_eval(request: EvalRequest, on_prompt: Callable[[int, int], None] | None 
     for i, (p, _, category) in enumerate(items):
         pf = pfs.get(p)
         records.append(evaluate_prompt(pipe, p, settings[p], reward_fn, r.n, r.seed, pf.policy if pf else None,
-                                       builtin, r.max_batch, category))
+                                       world or False, r.max_batch, category))
         if on_prompt is not None:
             on_prompt(i + 1, len(items))
     result: dict = records[0] if r.prompts is None else {"results": records, "summary": summarize(records)}

@@ -73,8 +73,9 @@ def model_id(model: str | None) -> str:
     a hub id as the id, a local folder as its absolute path."""
     from findcli import shapes
 
-    if shapes.is_builtin(model):
-        return shapes.MODEL_ID
+    world = shapes.world_of(model)
+    if world is not None:
+        return world.id
     path = Path(str(model)).expanduser()
     return str(path.resolve()) if path.exists() else str(model)
 
@@ -83,8 +84,9 @@ def resolve_model(model: str | None) -> str:
     """Map the user's --model to something from_pretrained accepts; `None`/"builtin" -> the shipped model."""
     from findcli import shapes
 
-    if shapes.is_builtin(model):
-        return str(shapes.model_dir())
+    world = shapes.world_of(model)
+    if world is not None:
+        return str(world.model_dir())
     assert model is not None
     path = Path(model).expanduser()
     if path.exists():

@@ -221,8 +221,7 @@ def set_config(request: PromptSetRequest, saved: dict | None):
     return cfg
 
 
-def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, builtin: bool, taken: dict[str, str]) -> Item:
-    from findcli import shapes
+def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, taken: dict[str, str]) -> Item:
     from findcli.evaluation import slug
     from findcli.policy import checkpoint_path, load_checkpoint, load_policy
 
@@ -232,12 +231,12 @@ def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, builtin: bo
         return Item(prompt, category, file, "invalid", "the prompt is empty")
     if not name:
         return Item(prompt, category, file, "invalid", "the prompt has no letter or digit to name its file after")
-    if builtin:
+    if world is not None:
         try:
-            spec = shapes.check_prompt(prompt)
+            world.check_prompt(prompt)
         except FindError as e:
             return Item(prompt, category, file, "invalid", str(e))
-        category = category or spec.category()
+        category = category or world.category(prompt)
     if file in taken:
         return Item(prompt, category, file, "invalid", f"its file name {file} is that of {taken[file]!r} "
                     "(prompts differing only in case or punctuation share one); reword one of them")
@@ -291,9 +290,9 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
     for spec in (cfg.reward, cfg.check_reward):
         if spec:
             parse_reward_spec(spec)
-    builtin = shapes.is_builtin(request.train.model)
+    world = shapes.world_of(request.train.model)  # a built-in world checks each prompt's words
     taken: dict[str, str] = {}
-    items = [_item_for(p, c, cfg, out_dir, builtin, taken) for p, c in seen.items()]
+    items = [_item_for(p, c, cfg, out_dir, world, taken) for p, c in seen.items()]
     config = dict(cfg.to_dict(), prompt="")
     plan = Plan(run, items, duplicates, config, index_path)
     _start_index(plan, request, index)

@@ -17,6 +17,10 @@ Components:
   score in [0, 2] from a small object detector trained on the renderer's ground truth
   (`findcli.shapes.detector`; weights ship in the package). A prompt outside the shapes grammar
   raises the grammar's FindError.
+- `find-shapes-video-clip`: for the built-in video world (`--model builtin-video`), a small
+  video–text model in the role of ViCLIP (`findcli.shapes.video.reward`): a per-frame conv encoder
+  with temporal pooling and a text encoder over the video grammar, trained contrastively on rendered
+  clips with motion-swapped hard negatives; logit_scale × cosine.
 - `module:function` or `path/file.py:function`: a user function
   `(images (N,3,H,W) in [0,1], prompts: list[str]) -> tensor (N,)`.
 
@@ -45,7 +49,7 @@ import torch.nn.functional as F
 
 from findcli.errors import FindError
 
-BUILTIN_REWARDS = ("clip", "pickscore", "imagereward", "hpsv2", "find-shapes-detector")
+BUILTIN_REWARDS = ("clip", "pickscore", "imagereward", "hpsv2", "find-shapes-detector", "find-shapes-video-clip")
 DEFAULT_CLIP_MODEL = "ViT-L-14:openai"
 EXTRA_HINT = "pip install 'findcli[rewards]'"
 CLIPSCORE_WEIGHT = 2.5  # w in CLIPScore = w * max(cos, 0) (Hessel et al. 2021)
@@ -683,6 +687,10 @@ def build_reward(
             from findcli import shapes
 
             fn = shapes.detector_reward(device)
+        elif name == "find-shapes-video-clip":
+            from findcli import shapes
+
+            fn = shapes.video_clip_reward(device)
         else:
             fn = UserReward(name)
         components.append((name, weight, fn))

@@ -122,8 +122,9 @@ def run_sample(request: SampleRequest) -> dict:
     if cond is not None:
         from findcli import shapes
 
-        if shapes.is_builtin(meta.get("model")):
-            shapes.check_prompt(meta["prompt"])
+        world = shapes.world_of(meta.get("model"))
+        if world is not None:
+            world.check_prompt(meta["prompt"])
     settings = settings_from_meta(meta, r.steps, r.guidance, r.height, r.width, r.frames, source=str(r.policy))
     out_dir = Path(r.out_dir or "samples")
     atomic.check_writable(out_dir / "rewards.json")
@@ -175,10 +176,10 @@ def _warn_if_builtin_changed(meta: dict) -> None:
     from findcli import shapes
     from findcli.pipeline import warn
 
-    recorded = meta.get("model_version")
-    if recorded and shapes.is_builtin(meta.get("model")) and recorded != shapes.model_version():
+    recorded, world = meta.get("model_version"), shapes.world_of(meta.get("model"))
+    if recorded and world is not None and recorded != world.model_version():
         warn(f"this policy was trained on the built-in model {recorded}, this findcli ships "
-             f"{shapes.model_version()}: its images may differ from the ones it was trained for")
+             f"{world.model_version()}: its images may differ from the ones it was trained for")
 
 
 def check_family(meta: dict, pipe, source: str) -> None:

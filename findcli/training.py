@@ -93,10 +93,11 @@ class TrainOutcome:
 
 
 def default_reward(model: str | None) -> str:
-    """The reward used when none is given: the built-in model's own, clip elsewhere."""
+    """The reward used when none is given: a built-in world's own, clip elsewhere."""
     from findcli import shapes
 
-    return shapes.DEFAULT_REWARD if shapes.is_builtin(model) else TrainConfig.reward
+    world = shapes.world_of(model)
+    return world.default_reward if world is not None else TrainConfig.reward
 
 
 def build_reward(spec, reward_model: str | None, model: str | None, device):
@@ -105,8 +106,9 @@ def build_reward(spec, reward_model: str | None, model: str | None, device):
     from findcli import shapes
     from findcli.rewards import build_reward as build
 
-    if reward_model is None and shapes.is_builtin(model):
-        reward_model = shapes.CLIP_MODEL
+    world = shapes.world_of(model)
+    if reward_model is None and world is not None:
+        reward_model = world.clip_model
     return build(spec, device, reward_model=reward_model), reward_model
 
 
@@ -131,7 +133,7 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
         same_prompt = request.prompt is None or " ".join(request.prompt.split()) == saved.get("prompt")
         recorded = meta.get("model")
         # a local folder that no longer exists (moved, another machine): any --model may stand in for it
-        moved = recorded not in (None, shapes.MODEL_ID) and Path(str(recorded)).is_absolute() \
+        moved = recorded not in (None, *shapes.WORLDS) and Path(str(recorded)).is_absolute() \
             and not Path(str(recorded)).exists()
         other_model = request.model is not None and model_id(request.model) != model_id(recorded) and not moved
         cfg = resume_config(saved, request.overrides, {
@@ -149,8 +151,9 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
     if not cfg.prompt.strip():
         raise FindError("the prompt is empty; give the text to follow, e.g. find train \"a red cube on a blue sphere\"")
     cfg.validate()
-    if shapes.is_builtin(cfg.model):
-        shapes.check_prompt(cfg.prompt)  # the built-in model knows a small vocabulary: say which words, early
+    world = shapes.world_of(cfg.model)
+    if world is not None:
+        world.check_prompt(cfg.prompt)  # a built-in model knows a small vocabulary: say which words, early
     out = atomic.check_writable(out)
     if out.suffix != ".pt" or out.name.endswith(".ckpt.pt"):
         raise FindError(f"--out {str(out)!r} should end in .pt (and not .ckpt.pt, the checkpoint's name), e.g. out.pt")
@@ -162,6 +165,11 @@ def new_config(request: TrainRequest) -> TrainConfig:
     and the rewards; not validated (plan validates)."""
     cfg = PRESETS[request.preset or "default"](**request.overrides)
     cfg.prompt, cfg.model = " ".join((request.prompt or "").split()), request.model
+    from findcli import shapes
+
+    world = shapes.world_of(request.model)
+    if world is not None and world.default_frames and cfg.frames is None:
+        cfg.frames = world.default_frames  # the built-in video model's clips: 8 frames
     cfg.reward = ",".join(request.reward) if request.reward else default_reward(request.model)
     cfg.reward_model = request.reward_model
     cfg.check_reward = request.check_reward

@@ -90,8 +90,8 @@ def test_parse_reward_spec_matches_hand_written_expectation(spec, expected):
 @pytest.mark.parametrize(
     "spec, fragment",
     [
-        ("", "clip, pickscore, imagereward, hpsv2, find-shapes-detector, or module:function"),
-        ("clipp", "clip, pickscore, imagereward, hpsv2, find-shapes-detector, or module:function"),
+        ("", "clip, pickscore, imagereward, hpsv2, find-shapes-detector, find-shapes-video-clip, or module:function"),
+        ("clipp", "clip, pickscore, imagereward, hpsv2, find-shapes-detector, find-shapes-video-clip, or module:function"),
         ("clip=abc", "not a number"),
         ("clip=nan", "finite non-zero"),
         ("clip=inf", "finite non-zero"),

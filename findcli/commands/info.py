@@ -69,5 +69,6 @@ def info(
     from findcli.generators import supported_pipelines
 
     console.print(f"pipelines: {', '.join(supported_pipelines())}")
-    have = (shapes.MODEL_DIR / "model_index.json").is_file()
-    console.print(f"built-in model: {f'{shapes.MODEL_DIR} ({shapes.model_version()})' if have else 'missing'}")
+    for w in shapes.WORLDS.values():  # --model builtin, --model builtin-video
+        have = (w.folder / "model_index.json").is_file()
+        console.print(f"built-in model {w.id}: {f'{w.folder} ({w.model_version()})' if have else 'missing'}")

@@ -32,8 +32,8 @@ class AttentionChoice(str, Enum):
     xformers = "xformers"
 
 
-Model = Annotated[Optional[str], typer.Option("--model", help="diffusers pipeline folder or hub id "
-                                              "(default: the built-in shapes model)")]
+Model = Annotated[Optional[str], typer.Option("--model", help="diffusers pipeline folder or hub id; builtin-video: "
+                                              "the built-in video model (default: the built-in shapes model)")]
 Device = Annotated[DeviceChoice, typer.Option("--device", help="auto picks cuda when a GPU is visible")]
 Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="auto: fp32 on CPU, fp16 on CUDA")]
 Kernels = Annotated[Optional[KernelsChoice], typer.Option("--kernels", help="policy kernels: auto (Triton on "
@@ -44,9 +44,10 @@ Compile = Annotated[bool, typer.Option("--compile/--no-compile", help="torch.com
 MaxBatch = Annotated[int, typer.Option("--max-batch", help="images per pipeline call (CFG doubles UNet rows)")]
 Seed = Annotated[int, typer.Option("--seed", help="seed of the noise ε")]
 Reward = Annotated[Optional[list[str]], typer.Option("--reward", help="clip | pickscore | imagereward | hpsv2 | "
-                                                     "find-shapes-detector | module:function; repeat or "
-                                                     "name=weight,... to combine (default: find-shapes-"
-                                                     "detector on the built-in model, clip elsewhere)")]
+                                                     "find-shapes-detector | find-shapes-video-clip | "
+                                                     "module:function; repeat or name=weight,... to combine "
+                                                     "(default: find-shapes-detector on the built-in model, "
+                                                     "find-shapes-video-clip on builtin-video, clip elsewhere)")]
 RewardModel = Annotated[Optional[str], typer.Option("--reward-model", help="open_clip ARCH:TAG or ARCH:/ckpt for "
                                                     "clip (default: built-in CLIP or ViT-L-14:openai)")]
 Height = Annotated[Optional[int], typer.Option("--height", help="pixels (default: the model's; a policy's own "

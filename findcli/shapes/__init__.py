@@ -16,6 +16,15 @@ prompts may use, how its images are judged or which reward suits it; it asks her
   detector_reward(device)  the `find-shapes-detector` reward (DEFAULT_REWARD)
   builtin_clip_spec()      (open_clip name, checkpoint) of the shipped CLIP, registered with open_clip
 
+Those names are the image world's. There are two built-in worlds, each a `World` with the same
+methods (model_dir, model_version, check_prompt, category, judge_images, load_suite, default_reward,
+clip_model, default_frames): `world_of(model)` returns the one a --model names, or None for any other
+model:
+
+  "builtin"        the shapes images (StableDiffusionPipeline, 64 px; judge: findcli.shapes.judge)
+  "builtin-video"  the shapes in motion (AnimateDiffPipeline, 8 frames of 64 px, trained by
+                   `python -m findcli.shapes.training motion`; judge: findcli.shapes.video.judge)
+
 This module is light (no torch at import): the CLI imports it before deciding anything heavy.
 """
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -63,19 +73,117 @@ def model_dir() -> Path:
     return MODEL_DIR
 
 
-@functools.lru_cache(maxsize=1)
 def model_version() -> str:
     """'shapes-' + 12 hex digits of BLAKE2b over the generator's config and weight files (a few MB):
     a policy records it so that a retrained built-in model is noticed when the policy is used."""
+    return IMAGE_WORLD.model_version()
+
+
+def _fingerprint(prefix: str, folder: Path, parts: tuple[str, ...]) -> str:
     h = hashlib.blake2b(digest_size=6)
-    folder = model_dir()
-    for part in ("model_index.json", "scheduler", "text_encoder", "unet", "vae"):
+    for part in parts:
         p = folder / part
         for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
             if f.is_file():
                 h.update(f.relative_to(folder).as_posix().encode())
                 h.update(f.read_bytes())
-    return "shapes-" + h.hexdigest()
+    return prefix + h.hexdigest()
+
+
+@dataclass(frozen=True)
+class World:
+    """One built-in world: its shipped generator, grammar, judge and default reward."""
+
+    id: str  # how --model names it and policies record it (never a path: policies travel)
+    folder: Path  # the shipped diffusers pipeline folder
+    kind: str  # "image" or "video"
+    default_reward: str  # the reward find train / find eval use on it when --reward is not given
+    clip_model: str  # --reward-model for `clip` on it (the shipped CLIP; per frame for video)
+    default_frames: int | None  # video: frames per sample when --frames is not given (the training clips')
+    version_parts: tuple[str, ...]  # the files whose bytes make model_version()
+    missing_hint: str  # what to do when the folder is missing
+
+    def model_dir(self) -> Path:
+        from findcli.errors import FindError
+
+        if not (self.folder / "model_index.json").is_file():
+            raise FindError(f"the {self.id} model is missing from {self.folder}; {self.missing_hint}")
+        return self.folder
+
+    def model_version(self) -> str:
+        """'shapes-' (or 'shapes-video-') + 12 hex digits of BLAKE2b over the generator's files."""
+        return _version(self.id)
+
+    def check_prompt(self, prompt: str):
+        """The prompt's parsed spec; FindError (one line, the known words) when outside the grammar."""
+        if self.kind == "video":
+            from findcli.shapes.video.world import parse_video_prompt
+
+            return parse_video_prompt(prompt)
+        return check_prompt(prompt)
+
+    def category(self, prompt: str) -> str:
+        if self.kind == "video":
+            from findcli.shapes.video.world import category as video_category
+
+            return video_category(self.check_prompt(prompt))
+        return category(prompt)
+
+    def judge_images(self, images, prompt: str):
+        """(success (N,) bool, {constraint: (N,) bool}); images (N, 3, 64, 64) or videos (N, F, 3, 64, 64)."""
+        if self.kind == "video":
+            from findcli.shapes.video.judge import judge_video
+
+            return judge_video(images.cpu(), self.check_prompt(prompt))
+        return judge_images(images, prompt)
+
+    def load_suite(self, path) -> list[tuple[str, str]]:
+        if self.kind == "video":
+            from findcli.shapes.video.world import load_video_suite
+
+            return load_video_suite(path)
+        return load_suite(path)
+
+
+VIDEO_MODEL_ID = "builtin-video"
+VIDEO_MODEL_DIR = HERE / "video" / "model"  # findcli.shapes.video.models.VIDEO_MODEL_DIR
+VIDEO_DEFAULT_REWARD = "find-shapes-video-clip"
+
+IMAGE_WORLD = World(MODEL_ID, MODEL_DIR, "image", DEFAULT_REWARD, CLIP_MODEL, None,
+                    ("model_index.json", "scheduler", "text_encoder", "unet", "vae"),
+                    "reinstall findcli or pass --model PATH_OR_HUB_ID")
+VIDEO_WORLD = World(VIDEO_MODEL_ID, VIDEO_MODEL_DIR, "video", VIDEO_DEFAULT_REWARD, CLIP_MODEL, 8,
+                    ("model_index.json", "scheduler", "text_encoder", "unet", "motion_adapter", "vae"),
+                    "train it with `python -m findcli.shapes.training motion --preset cpu --out "
+                    "findcli/shapes/video/model` (benchmarks/TRAINING_LOG.md) or pass --model PATH")
+WORLDS = {w.id: w for w in (IMAGE_WORLD, VIDEO_WORLD)}
+
+
+@functools.lru_cache(maxsize=2)
+def _version(world_id: str) -> str:
+    w = WORLDS[world_id]
+    return _fingerprint("shapes-" if w.kind == "image" else "shapes-video-", w.model_dir(), w.version_parts)
+
+
+def world_of(model: str | None) -> World | None:
+    """The built-in world a --model (or a policy's recorded model) names, or None for any other model."""
+    if is_builtin(model):
+        return IMAGE_WORLD
+    if model == VIDEO_MODEL_ID:
+        return VIDEO_WORLD
+    try:
+        if Path(str(model)).expanduser().resolve() == VIDEO_MODEL_DIR:
+            return VIDEO_WORLD
+    except OSError:
+        return None
+    return None
+
+
+def video_clip_reward(device):
+    """The `find-shapes-video-clip` reward: the built-in video world's video-text model."""
+    from findcli.shapes.video.reward import VideoClipReward
+
+    return VideoClipReward(device)
 
 
 def check_prompt(prompt: str):
