@@ -1,4 +1,4 @@
-"""python -m findcli.shapes.training {vae,unet,clip,all,detector,motion} [--seed S] [--out DIR] [--steps N] [--minutes M] [--preset cpu] [--threads T] [--set FIELD=VALUE ...]
+"""python -m findcli.shapes.training {vae,unet,clip,all,detector,motion,video_clip} [--seed S] [--out DIR] [--steps N] [--minutes M] [--preset cpu] [--threads T] [--set FIELD=VALUE ...]
 
 Trains one stage of the built-in shapes models (see `findcli.shapes.training`):
 
@@ -10,6 +10,8 @@ Trains one stage of the built-in shapes models (see `findcli.shapes.training`):
 - motion: the built-in video generator (an AnimateDiff MotionAdapter on the frozen image generator in
   the field model_dir); --out is the AnimateDiffPipeline directory it writes (default
   findcli/shapes/video/model).
+- video_clip: the built-in video world's video-text reward (`find-shapes-video-clip`, trained on
+  rendered clips); --out is its folder (default findcli/shapes/video/reward_model).
 
 Each stage writes its files atomically at every checkpoint, and is reproducible from --seed for a
 fixed --steps (`--minutes` bounds a stage's wall time: it stops early and still writes its final
@@ -36,7 +38,7 @@ import json
 
 import torch
 
-from findcli.shapes.training import clip, detector, motion, unet, vae
+from findcli.shapes.training import clip, detector, motion, unet, vae, video_clip
 from findcli.shapes.training.common import log, parse_field
 
 # stage -> (config class, presets, trainer)
@@ -46,6 +48,7 @@ STAGES = {
     "clip": (clip.ClipTrainConfig, clip.SCHEDULES, clip.train_clip),
     "detector": (detector.DetectorTrainConfig, detector.SCHEDULES, detector.train_detector),
     "motion": (motion.MotionTrainConfig, motion.SCHEDULES, motion.train_motion),
+    "video_clip": (video_clip.VideoClipTrainConfig, video_clip.SCHEDULES, video_clip.train_video_clip),
 }
 ALL = ("vae", "unet", "clip")
 
@@ -78,13 +81,13 @@ def field_name(stage: str, key: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m findcli.shapes.training", description="Train the built-in shapes models from scratch.")
-    p.add_argument("stage", choices=[*ALL, "all", "detector", "motion"])
+    p.add_argument("stage", choices=[*ALL, "all", "detector", "motion", "video_clip"])
     p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--steps", type=int, default=None, help="steps of the chosen stage (all: of every stage)")
     p.add_argument("--minutes", type=float, default=None, help="wall-time budget per stage (default 0 = none)")
-    p.add_argument("--out", default=None, help="default: the built-in model directory (detector: its detector/ folder; motion: findcli/shapes/video/model)")
+    p.add_argument("--out", default=None, help="default: the built-in model directory (detector: its detector/ folder; motion: findcli/shapes/video/model; video_clip: findcli/shapes/video/reward_model)")
     p.add_argument("--preset", choices=["default", "cpu"], default="default")
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 2; detector and motion 1)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default 2; detector, motion and video_clip 1)")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="override any field of the stage's config")
     a = p.parse_args(argv)
     stages = ALL if a.stage == "all" else (a.stage,)

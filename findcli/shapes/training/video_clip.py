@@ -1,0 +1,334 @@
+"""Stage `video_clip`: the built-in video world's video-text reward (`findcli.shapes.video.reward`,
+`find-shapes-video-clip`), trained from scratch on rendered clips.
+
+Labels come only from the renderer's specs (`video.world.sample_training_specs(..., biased=False)`,
+`render_video`), never from a judge. Every step draws fresh clips (uniform templates, shapes, colours and
+directions; `two_share` of them two-object clips) with generator-domain augmentation per clip: a
+background tint, Gaussian blur (sigma 0-1.3 px), saturation and brightness jitter, pixel noise (std up to
+0.07), and optionally a round trip through the built-in VAE (`vae_share`; ~12 ms a frame on one thread,
+so off by default). Augmentations never move anything, so the caption stays true.
+
+Loss: symmetric InfoNCE over the batch (clips with the same meaning are not each other's negatives),
+with each clip's hard negatives as extra text candidates in its video -> text softmax: the clip's own
+caption with every direction flipped (`world.OPPOSITE`, always) and `negatives` more from
+`world.hard_negatives` (one object's direction, colour or shape changed, or the two directions
+swapped). Held-out accuracy on a fixed set of clips (seed + 10000), clean and degraded (blur sigma
+1.3 px + noise 0.07, the judge's hardest measured condition): the true caption scored above its
+direction-flipped caption (`flip`) and above all its hard negatives (`all`), logged every `eval_every`
+steps. Deterministic from --seed for a fixed --steps (not when --minutes stops it early). Writes
+<out>/video_clip.safetensors and <out>/config.json at every checkpoint (atomically, through a
+temporary folder) and at the end with the result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from findcli.shapes import models as M
+from findcli.shapes.training.common import Clock, load_vae
+from findcli.shapes.training.common import log as _log
+from findcli.shapes.video import reward as R
+from findcli.shapes.video.world import (
+    BACKGROUND,
+    FRAMES,
+    OPPOSITE,
+    Mover,
+    VideoSpec,
+    hard_negatives,
+    render_video,
+    sample_training_specs,
+)
+
+
+@dataclass
+class VideoClipTrainConfig:
+    seed: int = 0
+    threads: int = 1  # torch intra-op threads
+    out: str = str(R.REWARD_DIR)  # where video_clip.safetensors + config.json go
+    model_dir: str = str(M.BUILTIN_MODEL_DIR)  # the image generator whose VAE the round trip uses (vae_share > 0)
+    steps: int = 4000  # optimiser steps; clips seen = steps × batch
+    batch: int = 48  # clips per step (fresh renders)
+    frames: int = FRAMES  # frames per training clip
+    two_share: float = 0.5  # fraction of two-object clips (0.5 = the unbiased sampler's uniform templates)
+    negatives: int = 8  # hard negatives per clip from world.hard_negatives, besides the direction-flipped caption
+    lr: float = 2e-3  # AdamW peak, cosine to 5% after `warmup` linear steps
+    warmup: int = 100
+    weight_decay: float = 1e-4  # on weight matrices and conv kernels only
+    augment: float = 0.8  # probability per clip of the degradations below (the rest stay clean)
+    blur: float = 1.3  # Gaussian blur sigma uniform in [0, blur] px
+    noise: float = 0.07  # pixel noise std uniform in [0, noise]
+    brightness: float = 0.15  # brightness × uniform [1 - b, 1 + b]
+    saturation: float = 0.3  # saturation about the pixel's grey × uniform [1 - s, 1 + s]
+    tint: float = 0.06  # background pixels + a per-clip colour offset, each channel uniform [-tint, tint]
+    vae_share: float = 0.0  # probability per clip of a VAE round trip of its frames (before the degradations)
+    widths: tuple = R.VideoClipConfig.widths  # model: conv channels at 32, 16 and 8 px
+    frame_dim: int = R.VideoClipConfig.frame_dim  # model: per-frame vector width
+    temporal_layers: int = R.VideoClipConfig.temporal_layers  # model: residual temporal convs
+    word_dim: int = R.VideoClipConfig.word_dim  # model: word embedding width
+    text_hidden: int = R.VideoClipConfig.text_hidden  # model: GRU hidden size per direction
+    embed_dim: int = R.VideoClipConfig.embed_dim  # model: joint embedding width
+    init_scale: float = R.VideoClipConfig.init_scale  # model: initial logit scale
+    max_scale: float = R.VideoClipConfig.max_scale  # model: logit scale ceiling (bounds the score)
+    eval_clips: int = 256  # held-out clips (seed + 10000) for the accuracies, each clean and degraded
+    eval_every: int = 250  # steps between held-out evaluations (0: only at the end)
+    ckpt_every: int = 500  # steps between checkpoints written to `out` (0: only at the end)
+    log_every: int = 50
+    minutes: float = 0.0  # wall-time budget for the training loop (0 = none)
+
+    def __post_init__(self):
+        self.widths = tuple(int(w) for w in self.widths)  # `--set widths=8,16,16` parses to floats
+
+
+# `--preset NAME`: field overrides ("cpu" changes nothing: the defaults are sized for one CPU thread).
+SCHEDULES = {"default": {}, "cpu": {}}
+
+EVAL_BLUR, EVAL_NOISE = 1.3, 0.07  # the degraded held-out condition
+
+
+def log(**kv) -> None:
+    _log("video_clip", **kv)
+
+
+def model_config(cfg: VideoClipTrainConfig) -> R.VideoClipConfig:
+    names = {f.name for f in dataclasses.fields(R.VideoClipConfig)} - {"vocab"}
+    return R.VideoClipConfig(**{k: getattr(cfg, k) for k in names})
+
+
+def command(cfg: VideoClipTrainConfig) -> str:
+    """The command line that reproduces `cfg` (every field that differs from the defaults)."""
+    default = VideoClipTrainConfig()
+    args = ["python", "-m", "findcli.shapes.training", "video_clip", "--seed", str(cfg.seed), "--steps", str(cfg.steps)]
+    if cfg.out != default.out:
+        args += ["--out", cfg.out]
+    sets = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if f.name in ("seed", "steps", "out", "threads", "minutes") or v == getattr(default, f.name):
+            continue
+        sets.append(f"{f.name}={','.join(str(x) for x in v) if isinstance(v, tuple) else v}")
+    if cfg.minutes:
+        args += ["--minutes", str(cfg.minutes)]
+    if cfg.threads != default.threads:
+        args += ["--threads", str(cfg.threads)]
+    if sets:
+        args += ["--set", *sets]
+    return shlex.join(args)
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+
+def sample_specs(n: int, gen: torch.Generator, two_share: float) -> list[VideoSpec]:
+    """n unbiased specs of which round(n × two_share) are two-object clips (0.5: the sampler as it is)."""
+    if two_share == 0.5:
+        return sample_training_specs(n, gen, biased=False)
+    want = round(n * two_share)
+    two, one = [], []
+    while len(two) < want or len(one) < n - want:
+        for s in sample_training_specs(4 * n, gen, biased=False):
+            (two if s.kind == "two_motion" else one).append(s)
+    return one[: n - want] + two[:want]
+
+
+def flipped(spec: VideoSpec) -> VideoSpec:
+    """The spec with every object's direction replaced by its opposite."""
+    return VideoSpec(spec.kind, tuple(Mover(o.colour, o.shape, OPPOSITE[o.direction]) for o in spec.objects))
+
+
+def negatives_of(spec: VideoSpec, gen: torch.Generator, k: int) -> list[VideoSpec]:
+    """The direction-flipped spec first, then up to k hard negatives (world.hard_negatives), all of
+    meanings other than the spec's and each other's."""
+    out, seen = [], {spec.meaning()}
+    for neg in [flipped(spec), *hard_negatives(spec, gen, k + 1)]:
+        if neg.meaning() not in seen and len(out) < k + 1:
+            seen.add(neg.meaning())
+            out.append(neg)
+    return out
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-clip isotropic Gaussian blur of videos (N, F, 3, H, W), sigma (N,) px (0 = none); separable
+    9-tap kernel, replicate padding."""
+    n, f, c, h, w = x.shape
+    r = torch.arange(-4, 5, dtype=torch.float32)
+    k = torch.exp(-(r**2) / (2 * sigma.clamp_min(1e-3)[:, None] ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(f * c, 0)  # (N·F·3, 9)
+    y = x.reshape(1, n * f * c, h, w)
+    y = F.conv2d(F.pad(y, (4, 4, 0, 0), mode="replicate"), k[:, None, None, :], groups=n * f * c)
+    y = F.conv2d(F.pad(y, (0, 0, 4, 4), mode="replicate"), k[:, None, :, None], groups=n * f * c)
+    return y.view_as(x)
+
+
+@torch.no_grad()
+def vae_round_trip(x: torch.Tensor, vae) -> torch.Tensor:
+    """Frames of videos (n, F, 3, 64, 64) encoded and decoded by the generator's VAE (latent means)."""
+    n, f = x.shape[:2]
+    z = vae.encode(x.flatten(0, 1) * 2 - 1).latent_dist.mean
+    return ((vae.decode(z).sample.clamp(-1, 1) + 1) / 2).float().view_as(x)
+
+
+@torch.no_grad()
+def augment(x: torch.Tensor, gen: torch.Generator, cfg: VideoClipTrainConfig, vae=None) -> torch.Tensor:
+    """Generator-domain degradations per clip (the same draws for every frame of a clip; the noise is
+    fresh per pixel): an optional VAE round trip, then with probability cfg.augment a background tint,
+    blur, saturation and brightness jitter and pixel noise."""
+    x = x.clone()
+    n = x.shape[0]
+    if vae is not None and cfg.vae_share > 0:
+        sel = (torch.rand(n, generator=gen) < cfg.vae_share).nonzero().squeeze(1)
+        if len(sel):
+            x[sel] = vae_round_trip(x[sel], vae)
+    sel = (torch.rand(n, generator=gen) < cfg.augment).nonzero().squeeze(1)
+    if not len(sel):
+        return x
+    m = len(sel)
+
+    def u(lo, hi, *shape):
+        return lo + (hi - lo) * torch.rand(m, *shape, generator=gen)
+
+    y = x[sel]
+    bg = torch.tensor(BACKGROUND).view(1, 1, 3, 1, 1)
+    is_bg = ((y - bg).abs().amax(2, keepdim=True) < 0.02).float()  # (m, F, 1, H, W)
+    y = y + is_bg * u(-cfg.tint, cfg.tint, 1, 3, 1, 1)
+    y = gaussian_blur(y, u(0.0, cfg.blur))
+    grey = y.mean(2, keepdim=True)
+    y = (grey + (y - grey) * u(1 - cfg.saturation, 1 + cfg.saturation, 1, 1, 1, 1)) * u(1 - cfg.brightness, 1 + cfg.brightness, 1, 1, 1, 1)
+    y = y + torch.randn(y.shape, generator=gen) * u(0.0, cfg.noise, 1, 1, 1, 1)
+    x[sel] = y.clamp(0, 1)
+    return x
+
+
+def degrade(x: torch.Tensor, gen: torch.Generator, sigma: float = EVAL_BLUR, noise: float = EVAL_NOISE) -> torch.Tensor:
+    """The held-out degraded condition: blur `sigma` px and pixel noise of std `noise` on every frame."""
+    y = gaussian_blur(x, torch.full((x.shape[0],), sigma))
+    return (y + noise * torch.randn(y.shape, generator=gen)).clamp(0, 1)
+
+
+# --- loss and metrics --------------------------------------------------------------------------------
+
+
+def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec],
+                     negs: list[list[VideoSpec]]) -> tuple[torch.Tensor, dict]:
+    """Symmetric InfoNCE over the batch plus each clip's hard negatives in its video -> text softmax.
+    Returns the loss and {"flip_acc": fraction of clips whose caption beats its flipped caption}."""
+    b = len(specs)
+    caps = [s.caption() for s in specs]
+    neg_caps = [[n.caption() for n in ns] for ns in negs]
+    unique = list(dict.fromkeys(caps + [c for ns in neg_caps for c in ns]))
+    where = {c: i for i, c in enumerate(unique)}
+    t = model.encode_prompts(unique)  # (U, D)
+    v = model.encode_video(videos)  # (B, D)
+    s = model.scale()
+    sim = s * v @ t[[where[c] for c in caps]].T  # (B, B): clip i against caption j
+    meaning = [sp.meaning() for sp in specs]
+    same = torch.tensor([[meaning[i] == meaning[j] and i != j for j in range(b)] for i in range(b)])
+    sim = sim.masked_fill(same, -1e4)  # another clip of the same meaning is no negative
+    k = max(len(ns) for ns in neg_caps)
+    idx = torch.tensor([[where[c] for c in ns] + [0] * (k - len(ns)) for ns in neg_caps])  # (B, K)
+    missing = torch.tensor([[j >= len(ns) for j in range(k)] for ns in neg_caps])
+    neg = (s * torch.einsum("bd,bkd->bk", v, t[idx])).masked_fill(missing, -1e4)
+    target = torch.arange(b)
+    loss = 0.5 * (F.cross_entropy(torch.cat([sim, neg], 1), target) + F.cross_entropy(sim.T, target))
+    flip_acc = (sim.diagonal() > neg[:, 0]).float().mean().item()
+    return loss, {"flip_acc": flip_acc}
+
+
+def eval_set(cfg: VideoClipTrainConfig):
+    """The fixed held-out set: specs, clean clips, degraded clips and every clip's negatives (the
+    flipped caption first, then all of its hard negatives), drawn from seed + 10000."""
+    g = torch.Generator().manual_seed(10_000 + cfg.seed)
+    specs = sample_specs(cfg.eval_clips, g, cfg.two_share)
+    clean = render_video(specs, g, frames=cfg.frames)
+    negs = [negatives_of(s, g, 100) for s in specs]
+    return specs, clean, degrade(clean, g), negs
+
+
+@torch.no_grad()
+def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], negs: list[list[VideoSpec]],
+             chunk: int = 64) -> dict:
+    """flip: the true caption scored above the direction-flipped one; all: above every negative;
+    flip_single / flip_two: `flip` per kind."""
+    was = model.training
+    model.eval()
+    v = torch.cat([model.encode_video(x) for x in videos.split(chunk)])
+    caps = list(dict.fromkeys([s.caption() for s in specs] + [n.caption() for ns in negs for n in ns]))
+    where = {c: i for i, c in enumerate(caps)}
+    t = model.encode_prompts(caps)
+    flip, every, kinds = [], [], []
+    for i, (spec, ns) in enumerate(zip(specs, negs)):
+        true = (v[i] * t[where[spec.caption()]]).sum()
+        scores = t[[where[n.caption()] for n in ns]] @ v[i]
+        flip.append(bool(true > scores[0]))
+        every.append(bool((true > scores).all()))
+        kinds.append(spec.kind)
+    model.train(was)
+
+    def mean(xs):  # None when there are no such clips (e.g. two_share 0)
+        return round(sum(xs) / len(xs), 4) if xs else None
+
+    return {"flip": mean(flip), "all": mean(every),
+            "flip_single": mean([f for f, k in zip(flip, kinds) if k == "single_motion"]),
+            "flip_two": mean([f for f, k in zip(flip, kinds) if k == "two_motion"])}
+
+
+def evaluate(model: R.VideoClip, held) -> dict:
+    specs, clean, degraded, negs = held
+    return {"clean": accuracy(model, clean, specs, negs), "degraded": accuracy(model, degraded, specs, negs)}
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+def train_video_clip(cfg: VideoClipTrainConfig) -> dict:
+    torch.manual_seed(cfg.seed)
+    model = R.VideoClip(model_config(cfg)).train()
+    vae = load_vae(Path(cfg.model_dir)) if cfg.vae_share > 0 else None
+    held = eval_set(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 4)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    meta = {"training": {**dataclasses.asdict(cfg), "command": command(cfg)}}
+    log(params=sum(p.numel() for p in model.parameters()), steps=cfg.steps, batch=cfg.batch, clips=cfg.steps * cfg.batch)
+    clock = Clock(cfg.minutes)
+    hist, step, metrics = [], 0, {}
+    for step in range(1, cfg.steps + 1):
+        frac = clock.progress(step, cfg.steps)
+        lr = cfg.lr * min(1.0, step / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        specs = sample_specs(cfg.batch, gen, cfg.two_share)
+        x = augment(render_video(specs, gen, frames=cfg.frames), gen, cfg, vae)
+        negs = [negatives_of(s, gen, cfg.negatives) for s in specs]
+        loss, parts = contrastive_loss(model, x, specs, negs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        hist.append((loss.item(), parts["flip_acc"]))
+        if step % cfg.log_every == 0:
+            a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
+            log(step=step, loss=a[0], train_flip_acc=a[1], scale=model.scale().item(), lr=lr, s=clock.elapsed())
+        last = step == cfg.steps or clock.out_of_time()
+        if cfg.eval_every and step % cfg.eval_every == 0 and not last:
+            metrics = evaluate(model, held)
+            log(step=step, **{f"{c}_{k}": v for c, d in metrics.items() for k, v in d.items()})
+        if cfg.ckpt_every and step % cfg.ckpt_every == 0 and not last:
+            R.save_video_clip(model.eval(), cfg.out, {**meta, "steps_done": step})
+            model.train()
+        if last:
+            break
+    wall = clock.elapsed()
+    model.eval()
+    metrics = evaluate(model, held)
+    result = dict(steps=step, train_s=round(wall), scale=round(model.scale().item(), 3), **metrics)
+    R.save_video_clip(model, cfg.out, {**meta, "result": result})
+    log(done=1, steps=step, train_s=round(wall), **{f"{c}_{k}": v for c, d in metrics.items() for k, v in d.items()})
+    return result

@@ -1,0 +1,193 @@
+"""Tests for the video world's video-text reward (findcli/shapes/video/reward.py, `find-shapes-video-clip`)
+and its training stage (findcli/shapes/training/video_clip.py).
+
+Oracle: the renderer's ground truth. A clip rendered from a spec shows exactly that spec, so its caption
+is true and the caption with every direction flipped is false; a tiny model trained for a few hundred
+steps through the stage's command line must rank the true caption above the flipped one on held-out
+renders clearly above chance (0.5). The reward module never imports a judge (checked on its source and
+in a fresh interpreter). Everything runs on one thread with tiny models (< 60 s in all).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from findcli.errors import FindError
+from findcli.shapes.training import video_clip as V
+from findcli.shapes.video import reward as R
+from findcli.shapes.video.world import OPPOSITE, parse_video_prompt, render_video, sample_training_specs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# A tiny model and schedule (~0.1 s a step on one thread): single-object clips of 6 frames, no
+# degradations, so that a few hundred steps learn direction.
+TINY = ["widths=8,16,16", "frame_dim=64", "embed_dim=32", "word_dim=32", "text_hidden=32", "batch=16", "frames=6",
+        "two_share=0", "augment=0", "warmup=20", "eval_clips=16", "eval_every=0", "ckpt_every=0", "log_every=100"]
+TINY_STEPS = 200
+
+
+def _tiny_config(**over) -> R.VideoClipConfig:
+    return R.VideoClipConfig(widths=(8, 16, 16), frame_dim=64, embed_dim=32, word_dim=32, text_hidden=32, **over)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A tiny reward trained by the stage's command line; its folder."""
+    from findcli.shapes.training.__main__ import main
+
+    out = tmp_path_factory.mktemp("video_clip") / "reward_model"
+    main(["video_clip", "--seed", "0", "--steps", str(TINY_STEPS), "--out", str(out), "--set", *TINY])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reward(trained) -> R.VideoClipReward:
+    return R.VideoClipReward("cpu", folder=trained)
+
+
+def _clips(n: int, seed: int, frames: int = 6, two: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    specs = V.sample_specs(n, g, 1.0 if two else 0.0)
+    return specs, render_video(specs, g, frames=frames)
+
+
+def test_true_caption_outranks_the_direction_flipped_caption_on_held_out_renders(reward):
+    specs, x = _clips(96, seed=2024)
+    with torch.no_grad():
+        true = reward(x, [s.caption() for s in specs])
+        flip = reward(x, [V.flipped(s).caption() for s in specs])
+    acc = (true > flip).float().mean().item()
+    assert acc >= 0.75, f"true caption above the flipped one on only {acc:.0%} of held-out clips (chance 50%)"
+
+
+def test_training_records_architecture_seed_command_and_result(trained):
+    meta = json.loads((trained / R.CONFIG_FILE).read_text())
+    assert meta["model"]["widths"] == [8, 16, 16] and meta["model"]["vocab"] == list(R.VideoClipConfig().vocab)
+    assert meta["training"]["seed"] == 0
+    cmd = meta["training"]["command"]
+    assert cmd.startswith("python -m findcli.shapes.training video_clip --seed 0 --steps 200") and "widths=8,16,16" in cmd
+    assert meta["result"]["steps"] == TINY_STEPS and 0 <= meta["result"]["clean"]["flip"] <= 1
+    assert not [p for p in trained.parent.iterdir() if p.name.startswith(".")], "a temporary folder was left behind"
+
+
+def test_scores_are_float32_per_clip_bounded_and_any_frame_count_or_size(reward):
+    specs, x = _clips(3, seed=5, frames=8)
+    prompts = [s.caption() for s in specs]
+    with torch.no_grad():
+        out = reward(x, prompts)
+        short = reward(x[:, :2], prompts)  # F = 2
+        small = reward(torch.nn.functional.interpolate(x.flatten(0, 1), size=32).view(3, 8, 3, 32, 32), prompts)
+        empty = reward(x[:0], [])
+    hi = float(reward.model.scale())  # |cosine| <= 1: the score lies in (-scale, scale)
+    lo = -hi
+    assert reward.accepts_video is True and hi <= R.VideoClipConfig().max_scale + 1e-6
+    assert not hasattr(reward, "value_range")  # no std floor from the bound (see VideoClipReward)
+    for s in (out, short, small):
+        assert s.shape == (3,) and s.dtype == torch.float32 and torch.isfinite(s).all()
+        assert ((s > lo) & (s < hi)).all()
+    assert empty.shape == (0,)
+
+
+def test_score_is_differentiable_in_the_videos(reward):
+    specs, x = _clips(3, seed=6)
+    x = x.clone().requires_grad_(True)
+    score = reward(x, [s.caption() for s in specs])
+    score.sum().backward()
+    assert torch.isfinite(x.grad).all()
+    assert (x.grad.flatten(1).abs().sum(1) > 0).all()
+
+
+def test_a_prompt_outside_the_grammar_is_the_grammars_one_line_error(reward):
+    _, x = _clips(1, seed=7)
+    for bad in ("a red dog moving left", "a red cube jumping left", "a red cube moving left and"):
+        with pytest.raises(FindError) as got:
+            reward(x, [bad])
+        with pytest.raises(FindError) as want:
+            parse_video_prompt(bad)
+        assert str(got.value) == str(want.value) and "\n" not in str(got.value)
+    with pytest.raises(FindError, match="one prompt per video"):
+        reward(x, ["a red cube moving left", "a red cube moving up"])
+    with pytest.raises(FindError, match=r"\(N, F, 3, H, W\)"):
+        reward(x[0], ["a red cube moving left"])
+
+
+def test_spellings_of_one_prompt_score_alike(reward):
+    _, x = _clips(2, seed=8)
+    with torch.no_grad():
+        a = reward(x, ["a red cube moving left"] * 2)
+        b = reward(x, ["A red cube  moving to the LEFT."] * 2)
+    assert torch.equal(a, b)
+
+
+def _imports(path: str) -> list[str]:
+    names = []
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names.append(node.module or "")
+            names += [f"{node.module}.{a.name}" for a in node.names]
+    return names
+
+
+def test_reward_and_its_training_do_not_import_either_judge():
+    for module in (R, V):
+        names = _imports(module.__file__)
+        assert not [n for n in names if "judge" in n or "measure" in n], (module.__name__, names)
+    code = ("import sys, findcli.shapes.video.reward, findcli.shapes.training.video_clip; "
+            "print(sorted(m for m in sys.modules if 'judge' in m))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", f"judge modules loaded by the reward: {out}"
+
+
+def test_save_load_round_trip_gives_identical_scores(tmp_path):
+    torch.manual_seed(0)
+    model = R.VideoClip(_tiny_config()).eval()
+    with torch.no_grad():  # what the fp16 file holds
+        for t in list(model.parameters()) + [b for b in model.buffers() if b.is_floating_point()]:
+            t.copy_(t.half().float())
+    R.save_video_clip(model, tmp_path / "a", {"note": "test"})
+    loaded = R.VideoClipReward("cpu", folder=tmp_path / "a")
+    R.save_video_clip(loaded.model, tmp_path / "b")
+    again = R.VideoClipReward("cpu", folder=tmp_path / "b")
+    specs, x = _clips(4, seed=9, two=True)
+    prompts = [s.caption() for s in specs]
+    with torch.no_grad():
+        direct = model.scale() * (model.encode_video(x) * model.encode_prompts(prompts)).sum(-1)
+        assert torch.equal(loaded(x, prompts), direct)
+        assert torch.equal(again(x, prompts), direct)
+    assert json.loads((tmp_path / "a" / R.CONFIG_FILE).read_text())["note"] == "test"
+
+
+def test_missing_weights_are_a_one_line_error(tmp_path):
+    with pytest.raises(FindError, match="python -m findcli.shapes.training video_clip") as e:
+        R.load_video_clip(tmp_path / "none")
+    assert "\n" not in str(e.value)
+
+
+def test_training_is_deterministic_from_the_seed(tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = dict(widths=(8, 8, 8), frame_dim=16, embed_dim=16, word_dim=8, text_hidden=8, batch=4, frames=3, steps=3,
+               eval_clips=4, eval_every=0, ckpt_every=0, log_every=100)
+    for name in ("a", "b"):
+        V.train_video_clip(V.VideoClipTrainConfig(out=str(tmp_path / name), **cfg))
+    a, b = (load_file(str(tmp_path / n / R.WEIGHTS_FILE)) for n in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_negatives_start_with_every_direction_flipped_and_differ_in_meaning():
+    g = torch.Generator().manual_seed(11)
+    for spec in sample_training_specs(40, g, biased=False):
+        negs = V.negatives_of(spec, g, 8)
+        assert [o.direction for o in negs[0].objects] == [OPPOSITE[o.direction] for o in spec.objects]
+        assert len(negs) == 9
+        meanings = [n.meaning() for n in negs]
+        assert spec.meaning() not in meanings and len(set(meanings)) == len(meanings)
