@@ -101,9 +101,15 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/reward_auc/images")
     ap.add_argument("--rewards", nargs="*", default=["clip", "find-shapes-detector", "clip=1,find-shapes-detector=1"])
     ap.add_argument("--generate-only", action="store_true")
+    ap.add_argument("--templates", nargs="*", default=None, help="only these templates (e.g. 'next to' 'count 4')")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     chosen = pick_prompts(a.per_template, a.seed)
+    if a.templates:
+        unknown = sorted(set(a.templates) - set(chosen))
+        if unknown:
+            ap.error(f"unknown template(s) {unknown}; choose from {sorted(chosen)}")
+        chosen = {k: v for k, v in chosen.items() if k in a.templates}
     all_prompts = [p for ps in chosen.values() for p in ps]
     images = generate(all_prompts, a.n, a.seed, Path(a.cache))
     if a.generate_only:
