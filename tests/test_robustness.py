@@ -79,6 +79,7 @@ def _policy(path, shape=(4, 8, 8), **meta):
 @pytest.mark.parametrize("args,needle", [
     (["train", PROMPT, "--reward-weight", "nan"], "--reward-weight must be a finite number"),
     (["train", PROMPT, "--kl-weight", "inf"], "--kl-weight must be a finite number"),
+    (["train", PROMPT, "--adv-std-floor", "-0.1"], "--adv-std-floor must be a finite number"),
     (["train", PROMPT, "--guidance", "inf"], "--guidance must be a finite number"),
     (["train", PROMPT, "--lr", "nan"], "--lr must be a finite number"),
     (["train", PROMPT, "--seed", "99999999999999999999999"], "--seed must be an integer"),

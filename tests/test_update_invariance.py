@@ -185,3 +185,15 @@ def test_reward_span_of_the_built_in_rewards():
     h.value_range = (-1.0, 3.0)
     assert reward_span(CombinedReward([("g", 2.0, g), ("h", -0.5, h)])) == 2.0 * 1.0 + 0.5 * 4.0
     assert reward_span(CombinedReward([("g", 1.0, g), ("f", 1.0, f)])) is None
+
+
+def test_a_user_functions_declared_range_reaches_the_trainer(tmp_path):
+    """--reward file.py:fn with fn.value_range set: build_reward's CombinedReward carries the span."""
+    from findcli.rewards import build_reward, reward_span
+
+    (tmp_path / "ranged.py").write_text("def r(images, prompts):\n    return images.mean((1, 2, 3))\n"
+                                        "r.value_range = (0.0, 1.0)\n"
+                                        "def plain(images, prompts):\n    return images.mean((1, 2, 3))\n")
+    assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:r", torch.device("cpu"))) == 1.0
+    assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:r=2", torch.device("cpu"))) == 2.0
+    assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:plain", torch.device("cpu"))) is None
