@@ -163,11 +163,14 @@ def plan(request: TrainRequest) -> tuple[TrainConfig, dict | None, Path]:
 def new_config(request: TrainRequest) -> TrainConfig:
     """The config of a new run (not a resumed one): the preset with the request's overrides, the model
     and the rewards; not validated (plan validates)."""
-    cfg = PRESETS[request.preset or "default"](**request.overrides)
-    cfg.prompt, cfg.model = " ".join((request.prompt or "").split()), request.model
     from findcli import shapes
 
     world = shapes.world_of(request.model)
+    # A built-in world's own defaults (the video world's shorter run), under what the user gave;
+    # --preset paper keeps the official code's settings.
+    own = dict(world.train_defaults) if world is not None and (request.preset or "default") == "default" else {}
+    cfg = PRESETS[request.preset or "default"](**{**own, **request.overrides})
+    cfg.prompt, cfg.model = " ".join((request.prompt or "").split()), request.model
     if world is not None and world.default_frames and cfg.frames is None:
         cfg.frames = world.default_frames  # the built-in video model's clips: 8 frames
     cfg.reward = ",".join(request.reward) if request.reward else default_reward(request.model)

@@ -102,6 +102,7 @@ class World:
     default_frames: int | None  # video: frames per sample when --frames is not given (the training clips')
     version_parts: tuple[str, ...]  # the files whose bytes make model_version()
     missing_hint: str  # what to do when the folder is missing
+    train_defaults: tuple = ()  # (TrainConfig field, value) pairs find train uses on this world unless given
 
     def model_dir(self) -> Path:
         from findcli.errors import FindError

@@ -51,6 +51,7 @@ class MotionTrainConfig:
     heads: int = 4  # temporal attention heads per motion module (head dim 8 at 32 channels, 16 at 64)
     max_frames: int = 16  # motion_max_seq_length: the longest clip the saved pipeline takes
     text_kv: int = 0  # 1: also train the image UNet's cross-attention to_k/to_v (the adapter then needs this dir's unet)
+    init: str = ""  # a pipeline directory this stage wrote: continue from its unet/ (motion modules and, with text_kv, key/value) instead of a fresh adapter
     eval_clips: int = 16  # held-out clips of the two probes
     minutes: float = 0.0  # wall-time budget (pool building included); 0 = no limit
     ckpt_every: int = 500  # steps between checkpoints (and probes)
@@ -114,6 +115,10 @@ def build_model(cfg: MotionTrainConfig, unet2d):
 
     adapter = VM.build_motion_adapter(cfg.seed, heads=cfg.heads, max_frames=cfg.max_frames)
     model = UNetMotionModel.from_unet2d(unet2d, adapter)
+    if cfg.init:  # continue a run: the saved merged UNet (EMA weights) replaces the fresh adapter's and the UNet's
+        src = UNetMotionModel.from_pretrained(Path(cfg.init) / "unet", torch_dtype=torch.float32)
+        model.load_state_dict(src.state_dict())
+        del src
     model.freeze_unet2d_params()
     if cfg.text_kv:
         for name, p in model.named_parameters():
