@@ -116,3 +116,14 @@ def test_eval_without_policy_uses_the_worlds_8_frames(shipped, tmp_path):
     assert res.exit_code == 0, res.output
     rec = json.loads(Path(tmp_path / "b.json").read_text())
     assert rec["baseline"]["success_rate"] is not None and "policy" not in rec
+
+
+def test_video_world_defaults_apply_under_the_users_options(shipped, tmp_path):
+    from findcli.training import TrainRequest, new_config
+
+    cfg = new_config(TrainRequest(prompt=PROMPT, out=tmp_path / "a.pt", overrides={}, model="builtin-video"))
+    assert (cfg.iterations, cfg.frames, cfg.reward) == (30, 8, "find-shapes-video-clip")
+    cfg = new_config(TrainRequest(prompt=PROMPT, out=tmp_path / "a.pt", overrides={"iterations": 7}, model="builtin-video"))
+    assert cfg.iterations == 7  # the user's option wins
+    cfg = new_config(TrainRequest(prompt="a red cube", out=tmp_path / "a.pt", overrides={}, model=None))
+    assert (cfg.iterations, cfg.frames) == (100, None)  # the image world is unchanged

@@ -156,7 +156,10 @@ IMAGE_WORLD = World(MODEL_ID, MODEL_DIR, "image", DEFAULT_REWARD, CLIP_MODEL, No
 VIDEO_WORLD = World(VIDEO_MODEL_ID, VIDEO_MODEL_DIR, "video", VIDEO_DEFAULT_REWARD, CLIP_MODEL, 8,
                     ("model_index.json", "scheduler", "text_encoder", "unet", "motion_adapter", "vae"),
                     "train it with `python -m findcli.shapes.training motion --preset cpu --out "
-                    "findcli/shapes/video/model` (benchmarks/TRAINING_LOG.md) or pass --model PATH")
+                    "findcli/shapes/video/model` (benchmarks/TRAINING_LOG.md) or pass --model PATH",
+                    # A video rollout is 8 frames: 100 iterations of 8 clips would take ~25 min on 2 CPU
+                    # cores; 30 fit issue 14's 5-minute budget (chosen for time, RESULTS.md §11).
+                    train_defaults=(("iterations", 30),))
 WORLDS = {w.id: w for w in (IMAGE_WORLD, VIDEO_WORLD)}
 
 
