@@ -37,6 +37,26 @@ class Clock:
         return self.elapsed() >= self.limit
 
 
+def noised_batch(means, stds, ids, empty, batch: int, caption_dropout: float, alphas_cumprod, sf: float,
+                 num_train_timesteps: int, gen):
+    """One ε-prediction training batch from a pre-encoded pool, shared by the unet and motion stages:
+    `batch` pool rows at random, z0 drawn from their latent Gaussians (× the VAE scaling factor `sf`),
+    captions replaced by `empty` with probability `caption_dropout` (for CFG), t uniform, ε, and
+    z_t = √ᾱ_t z0 + √(1 − ᾱ_t) ε. Returns (z_t, t, ε, token ids). The draws from `gen` are always in
+    this order, so a stage's run is a function of its seed. Works for image (B, C, h, w) and video
+    (B, C, F, h, w) latents (ε is independent per frame, as at sampling)."""
+    idx = torch.randint(0, len(means), (batch,), generator=gen)
+    z0 = (means[idx].float() + stds[idx].float() * torch.randn(means[idx].shape, generator=gen)) * sf
+    tok = ids[idx].clone()
+    drop = torch.rand(batch, generator=gen) < caption_dropout
+    tok[drop] = empty
+    t = torch.randint(0, num_train_timesteps, (batch,), generator=gen)
+    noise = torch.randn(z0.shape, generator=gen)
+    a = alphas_cumprod[t].view(-1, *[1] * (z0.dim() - 1))
+    zt = a.sqrt() * z0 + (1 - a).sqrt() * noise  # q(z_t | z_0)
+    return zt, t, noise, tok
+
+
 def save_component(module, folder: Path) -> None:
     """save_pretrained in fp16 safetensors, file by file atomically (config, then weights)."""
     folder.parent.mkdir(parents=True, exist_ok=True)

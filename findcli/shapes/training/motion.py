@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from findcli.shapes import models as M
-from findcli.shapes.training.common import Clock, load_vae, log, save_pipeline_dir
+from findcli.shapes.training.common import Clock, load_vae, log, noised_batch, save_pipeline_dir
 from findcli.shapes.training.unet import tokenize
 from findcli.shapes.video import models as VM
 
@@ -233,15 +233,8 @@ def train_motion(cfg: MotionTrainConfig) -> dict:
         lr = cfg.lr * min(1.0, step / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = torch.randint(0, len(means), (cfg.batch,), generator=gen)
-        z0 = (means[idx].float() + stds[idx].float() * torch.randn(means[idx].shape, generator=gen)) * sf
-        tok = ids[idx].clone()
-        drop = torch.rand(cfg.batch, generator=gen) < cfg.caption_dropout
-        tok[drop] = empty
-        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch,), generator=gen)
-        noise = torch.randn(z0.shape, generator=gen)  # independent per frame, as at sampling
-        a = alphas_cumprod[t].view(-1, 1, 1, 1, 1)
-        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise  # q(z_t | z_0), (B, C, F, h, w)
+        zt, t, noise, tok = noised_batch(means, stds, ids, empty, cfg.batch, cfg.caption_dropout, alphas_cumprod, sf,
+                                         sched.config.num_train_timesteps, gen)  # (B, C, F, h, w)
         with torch.no_grad():
             cond = text(tok).last_hidden_state  # frozen text encoder, (B, L, 128)
         cond = cond.repeat_interleave(cfg.frames, dim=0)  # per frame, as AnimateDiffPipeline passes it
