@@ -13,6 +13,24 @@ import argparse
 import json
 
 
+def parse_overrides(items: list[str], ap: argparse.ArgumentParser) -> dict:
+    """["dpok.lr=3e-4", ...] -> {"dpok": {"lr": 3e-4}}; a malformed item is a one-line usage error."""
+    from findcli.bench.compare import METHODS
+
+    out: dict = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not eq or not dot or not name or method not in METHODS:
+            ap.error(f"--set {item!r}: write METHOD.KEY=VALUE with METHOD one of {', '.join(METHODS)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(method, {})[name] = value
+    return out
+
+
 def main(argv=None) -> None:
     from findcli.bench.compare import METHODS, CompareConfig
 
@@ -26,6 +44,9 @@ def main(argv=None) -> None:
     ap.add_argument("--reno-iterations", type=int, default=CompareConfig.reno_iterations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="budget 60 s, eval 8 images every 5 steps, N 4, ReNO 5")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                    help="override one documented setting of one method (repeatable), e.g. --set dpok.lr=3e-4; "
+                         "the value is read as JSON (numbers, true/false, null) or else kept as a string")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
@@ -40,6 +61,7 @@ def main(argv=None) -> None:
     cfg = CompareConfig(prompts=tuple(args.prompts), methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                         budget_s=args.budget_s, eval_every=args.eval_every, eval_n=args.eval_n,
                         n_candidates=args.n_candidates, reno_iterations=args.reno_iterations, seed=args.seed)
+    cfg.overrides = parse_overrides(args.overrides, ap)
     if args.quick:
         cfg.budget_s, cfg.eval_every, cfg.eval_n, cfg.n_candidates, cfg.reno_iterations = 60.0, 5, 8, 4, 5
     dev, _, pipe, _ = load_runtime(None, args.device)
