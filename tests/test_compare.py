@@ -5,7 +5,7 @@ calls per image, and the harness's own bookkeeping (curve points, time-to-reach 
 import pytest
 import torch
 
-from findcli.bench.compare import CompareConfig, diversity, markdown, run_compare, time_to_reach
+from findcli.bench.compare import CompareConfig, diversity, markdown, run_compare, speedup_markdown, speedups, time_to_reach
 from findcli.errors import FindError
 from findcli.testing import build_tiny_pipeline
 
@@ -60,6 +60,32 @@ def test_time_to_reach_reads_the_curves():
                           "final": {"success_rate": 0.5}},
             "reno": {"curve": [{"train": {"wall_s": 0}, "success_rate": 0.9}], "final": {"success_rate": 0.9}}}
     assert time_to_reach(recs) == {"find": {"best-of-n": 9, "reno": None}}
+
+
+def _rec(points):
+    curve = [{"train": {"wall_s": t}, "success_rate": s} for t, s in points]
+    return {"curve": curve, "final": curve[-1]}
+
+
+def test_speedup_is_the_ratio_of_times_to_the_slower_methods_final_success():
+    # dpok reaches its final 0.5 at 200 s (first point >= 0.5, though it dips after); find gets to 0.5 at 20 s
+    recs = {"find": _rec([(0, 0.1), (10, 0.3), (20, 0.6), (30, 0.9)]),
+            "dpok": _rec([(0, 0.1), (100, 0.2), (200, 0.5), (250, 0.4), (300, 0.5)]),
+            "ddpo": _rec([(0, 0.2), (150, 0.1), (300, 0.2)]),  # never above its start
+            "best-of-n": _rec([(0, 1.0)])}  # delivery methods are not part of the ratio
+    sp = speedups(recs)
+    assert set(sp) == {"find", "dpok", "ddpo"} and "best-of-n" not in sp["find"]
+    fd = sp["find"]["dpok"]
+    assert (fd["target"], fd["t_self"], fd["t_other"]) == (0.5, 200, 20)
+    assert fd["ratio"] == pytest.approx(10.0) and fd["a_final_not_worse"]
+    assert sp["find"]["ddpo"]["ratio"] is None and "never rose" in sp["find"]["ddpo"]["note"]
+    back = sp["dpok"]["find"]  # dpok never reached find's 0.9
+    assert back["ratio"] is None and back["t_other"] is None and not back["a_final_not_worse"]
+    # a method whose first evaluation already matches: no ratio, said why
+    recs["find"] = _rec([(0, 0.6), (30, 0.9)])
+    assert "first evaluation" in speedups(recs)["find"]["dpok"]["note"]
+    table = speedup_markdown({"prompts": {"p": {"methods": recs, "speedup": speedups(recs)}}})
+    assert "| p | dpok | find | 0.900 | 30 | – | – (dpok never reached find's final success) | no |" in table
 
 
 def test_diversity_is_zero_for_copies_and_positive_otherwise():

@@ -152,6 +152,41 @@ def time_to_reach(records: dict[str, dict]) -> dict:
     return reach
 
 
+def speedups(records: dict[str, dict]) -> dict:
+    """The paper's claim, measured: for each pair of training methods (a, b), how much sooner a reached
+    b's final success than b itself did.
+
+        t_b   = b's training wall seconds at its first curve point >= its own final success
+        t_a   = a's training wall seconds at its first curve point >= b's final success (None: never)
+        ratio = t_b / t_a
+
+    Undefined (ratio None, with the reason in "note") when b never rose above its own first evaluation
+    (t_b = 0: there is no "sooner" than not learning), when a never got there, or when a's very first
+    evaluation already matched it (t_a = 0). `a_final_not_worse` says whether a ended at least as high."""
+    out: dict = {}
+    for a, ra in records.items():
+        if a not in TRAINING:
+            continue
+        for b, rb in records.items():
+            if b == a or b not in TRAINING:
+                continue
+            target = rb["final"]["success_rate"]
+            t_b = next(p["train"]["wall_s"] for p in rb["curve"] if p["success_rate"] >= target)
+            t_a = next((p["train"]["wall_s"] for p in ra["curve"] if p["success_rate"] >= target), None)
+            rec = {"target": target, "t_self": t_b, "t_other": t_a, "ratio": None,
+                   "a_final_not_worse": ra["final"]["success_rate"] >= target}
+            if rb["final"]["success_rate"] <= rb["curve"][0]["success_rate"]:
+                rec["note"] = f"{b} never rose above its first evaluation"
+            elif t_a is None:
+                rec["note"] = f"{a} never reached {b}'s final success"
+            elif t_a == 0:
+                rec["note"] = f"{a}'s first evaluation already matched {b}'s final success"
+            else:
+                rec["ratio"] = t_b / t_a
+            out.setdefault(a, {})[b] = rec
+    return out
+
+
 def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | None = None,
                 judge_reward=None) -> dict:
     """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach"}}}."""
@@ -172,7 +207,8 @@ def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | N
         for name in cfg.methods:
             torch.manual_seed(cfg.seed)
             records[name] = run_method(name, pipe, prompt, reward, judge_reward, cfg, log)
-        result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records)}
+        result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records),
+                                     "speedup": speedups(records)}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -234,4 +270,22 @@ def markdown(result: dict) -> str:
                      f"{f(r['diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
                      f"{r['train_reward_calls']} | {f(r['image_s'], '.3f')} | {f(r['image_rows'], '.0f')} | "
                      f"{f(r['image_reward_calls'], '.0f')} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + speedup_markdown(result)
+
+
+def speedup_markdown(result: dict) -> str:
+    """The `speedups` of every prompt as a Markdown table ("" when there is no pair of training methods)."""
+    def f(x, fmt):
+        return "–" if x is None else format(x, fmt)
+
+    lines: list[str] = []
+    sp = [(prompt, a, b, rec) for prompt, pr in result["prompts"].items()
+          for a, bs in pr.get("speedup", {}).items() for b, rec in bs.items()]
+    if sp:
+        lines += ["| prompt | method | sooner than | their final success | their time (s) | this one's time (s) | "
+                  "× sooner | final not worse |", "|---|---|---|---|---|---|---|---|"]
+        for prompt, a, b, rec in sp:
+            ratio = f(rec["ratio"], ".1f") if rec["ratio"] is not None else "– (" + rec.get("note", "") + ")"
+            lines.append(f"| {prompt} | {a} | {b} | {rec['target']:.3f} | {f(rec['t_self'], '.0f')} | "
+                         f"{f(rec['t_other'], '.0f')} | {ratio} | {'yes' if rec['a_final_not_worse'] else 'no'} |")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
