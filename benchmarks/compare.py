@@ -42,6 +42,9 @@ def main(argv=None) -> None:
     ap.add_argument("--eval-n", type=int, default=CompareConfig.eval_n)
     ap.add_argument("--n-candidates", type=int, default=CompareConfig.n_candidates)
     ap.add_argument("--reno-iterations", type=int, default=CompareConfig.reno_iterations)
+    ap.add_argument("--reno-n", type=int, default=None, help="images ReNO optimises (default: --eval-n)")
+    ap.add_argument("--no-features", action="store_true",
+                    help="skip the feature diversity (the built-in CLIP's image features)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="budget 60 s, eval 8 images every 5 steps, N 4, ReNO 5")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
@@ -60,15 +63,31 @@ def main(argv=None) -> None:
 
     cfg = CompareConfig(prompts=tuple(args.prompts), methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
                         budget_s=args.budget_s, eval_every=args.eval_every, eval_n=args.eval_n,
-                        n_candidates=args.n_candidates, reno_iterations=args.reno_iterations, seed=args.seed)
+                        n_candidates=args.n_candidates, reno_iterations=args.reno_iterations, seed=args.seed,
+                        reno_n=args.reno_n)
     cfg.overrides = parse_overrides(args.overrides, ap)
     if args.quick:
         cfg.budget_s, cfg.eval_every, cfg.eval_n, cfg.n_candidates, cfg.reno_iterations = 60.0, 5, 8, 4, 5
     dev, _, pipe, _ = load_runtime(None, args.device)
     reward = shapes.detector_reward(dev)  # differentiable in the image (ReNO needs it); the default reward
-    result = run_compare(pipe, reward, cfg, log=lambda s: print(s, flush=True))
-    result["meta"] = {"card": card_name(dev), "device": str(dev), "command": "python benchmarks/compare.py "
-                      + " ".join(argv if argv is not None else __import__("sys").argv[1:])}
+    if not args.no_features:
+        from findcli.rewards import ClipScore
+
+        clip = ClipScore("builtin", dev, None).scorer  # the built-in CLIP: a feature space, not the reward
+
+        def builtin_clip_features(images):
+            return clip.image_features(images)
+
+        cfg.features = builtin_clip_features
+    meta = {"card": card_name(dev), "device": str(dev), "command": "python benchmarks/compare.py "
+            + " ".join(argv if argv is not None else __import__("sys").argv[1:])}
+
+    def save_partial(partial: dict) -> None:  # a long run keeps what it has measured so far
+        if args.json:
+            atomic.write_text(args.json, json.dumps({**partial, "meta": meta}, indent=2) + "\n")
+
+    result = run_compare(pipe, reward, cfg, log=lambda s: print(s, flush=True), progress=save_partial)
+    result["meta"] = meta
     print(markdown(result))
     if args.json:
         atomic.write_text(args.json, json.dumps(result, indent=2) + "\n")

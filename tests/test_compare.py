@@ -5,7 +5,7 @@ calls per image, and the harness's own bookkeeping (curve points, time-to-reach 
 import pytest
 import torch
 
-from findcli.bench.compare import CompareConfig, diversity, markdown, run_compare, speedup_markdown, speedups, time_to_reach
+from findcli.bench.compare import CompareConfig, diversity, feature_diversity, markdown, run_compare, speedup_markdown, speedups, time_to_reach
 from findcli.errors import FindError
 from findcli.testing import build_tiny_pipeline
 
@@ -26,10 +26,15 @@ def pipe():
 
 
 def test_every_method_runs_and_costs_are_counted_the_same_way(pipe):
+    def pooled(images):  # a feature map for the feature diversity
+        return torch.nn.functional.adaptive_avg_pool2d(images, 2).flatten(1)
+
+    seen = []
     cfg = CompareConfig(prompts=(PROMPT,), methods=("find", "best-of-n", "reno"), budget_s=1e9, eval_every=2,
-                        eval_n=3, steps=2, n_candidates=4, reno_iterations=2, max_steps=4,
-                        overrides={"find": {"batch": 2}})
-    result = run_compare(pipe, brightness, cfg)
+                        eval_n=3, steps=2, n_candidates=4, reno_iterations=2, max_steps=4, reno_n=2,
+                        overrides={"find": {"batch": 2}}, features=pooled)
+    result = run_compare(pipe, brightness, cfg, progress=lambda r: seen.append(list(r["prompts"][PROMPT]["methods"])))
+    assert seen == [["find"], ["find", "best-of-n"], ["find", "best-of-n", "reno"]]  # saved after each method
     recs = result["prompts"][PROMPT]["methods"]
     rows_per_image = 2 * 2  # 2 DDIM steps × 2 CFG rows
     find = recs["find"]
@@ -43,12 +48,14 @@ def test_every_method_runs_and_costs_are_counted_the_same_way(pipe):
     assert bon["delivery_cost_per_image"]["reward_calls"] == 4
     assert bon["delivery_cost_per_image"]["unet_rows"] == 4 * rows_per_image
     reno = recs["reno"]
+    assert reno["final"]["n"] == 2 and find["final"]["n"] == 3  # ReNO delivers its own count
     assert reno["delivery_cost_per_image"]["reward_calls"] == 2  # one per iteration
     # 2 iterations × 4 forward rows, plus checkpointing's recompute in the 1 backward pass (the last
     # iteration only scores): 8 + 4
     assert reno["delivery_cost_per_image"]["unet_rows"] == 2 * rows_per_image + rows_per_image
     for rec in recs.values():
         assert 0.0 <= rec["final"]["success_rate"] <= 1.0 and rec["final"]["diversity"] >= 0
+        assert rec["final"]["feature_diversity"] >= -1e-6
     assert set(result["prompts"][PROMPT]["reach"]) == {"find"}
     assert "| a red cube on a blue sphere | find |" in markdown(result)
 
@@ -86,6 +93,15 @@ def test_speedup_is_the_ratio_of_times_to_the_slower_methods_final_success():
     assert "first evaluation" in speedups(recs)["find"]["dpok"]["note"]
     table = speedup_markdown({"prompts": {"p": {"methods": recs, "speedup": speedups(recs)}}})
     assert "| p | dpok | find | 0.900 | 30 | – | – (dpok never reached find's final success) | no |" in table
+
+
+def test_feature_diversity_is_the_mean_pairwise_cosine_distance():
+    assert feature_diversity(torch.eye(3)) == pytest.approx(1.0)  # orthogonal: cos 0 for every pair
+    assert feature_diversity(torch.tensor([[1.0, 0.0]] * 4) * torch.arange(1, 5.0)[:, None]) == pytest.approx(0.0)
+    f = torch.randn(5, 7, dtype=torch.float64)
+    u = f / f.norm(dim=1, keepdim=True)
+    oracle = sum(1 - float(u[i] @ u[j]) for i in range(5) for j in range(5) if i != j) / 20
+    assert feature_diversity(f) == pytest.approx(oracle, rel=1e-5)
 
 
 def test_diversity_is_zero_for_copies_and_positive_otherwise():

@@ -46,8 +46,12 @@ class CompareConfig:
     steps: int = 20  # sampler steps of every method (DDIM)
     n_candidates: int = 16  # best-of-N: N
     reno_iterations: int = 50  # ReNO: optimisation iterations per image (published: 50)
+    reno_n: int | None = None  # images ReNO optimises and delivers (None: eval_n); each costs reno_iterations
+    # reward calls, so a smaller n keeps its wall-clock in reach on a CPU (its rate is then on fewer images)
     max_steps: int | None = None  # cap on training steps (tests); None = the budget alone
     overrides: dict = field(default_factory=dict)  # per method: {name: {setting: value}}
+    # image -> feature map for the feature diversity (e.g. the built-in CLIP's image encoder); None: pixels only
+    features: Callable | None = field(default=None, repr=False)
 
 
 def diversity(images: torch.Tensor) -> float:
@@ -58,6 +62,17 @@ def diversity(images: torch.Tensor) -> float:
     d = torch.cdist(x, x)
     n = x.shape[0]
     return float(d.sum() / (n * (n - 1)))
+
+
+def feature_diversity(features: torch.Tensor) -> float:
+    """Mean pairwise cosine distance 1 - cos(f_i, f_j), i != j, of (N, D) image features: 0 for one image
+    repeated, larger for a more varied set."""
+    f = torch.nn.functional.normalize(features.float().cpu(), dim=-1)
+    n = f.shape[0]
+    if n < 2:
+        return float("nan")
+    cos = f @ f.T
+    return float((n * (n - 1) - (cos.sum() - cos.diagonal().sum())) / (n * (n - 1)))
 
 
 def _judge(images: torch.Tensor, prompt: str, reward) -> tuple[float, float]:
@@ -107,10 +122,14 @@ def run_method(name: str, pipe, prompt: str, reward, judge_reward, cfg: CompareC
     out: dict = {"method": name, "settings": method.settings, "curve": []}
 
     def evaluate(step: int) -> dict:
-        images = method.generate(cfg.eval_n, cfg.eval_seed)
+        n = cfg.reno_n if name == "reno" and cfg.reno_n else cfg.eval_n
+        images = method.generate(n, cfg.eval_seed)
         success, mean_reward = _judge(images, prompt, judge_reward)
-        point = {"step": step, "train": method.train_cost.as_dict(), "success_rate": success,
+        point = {"step": step, "train": method.train_cost.as_dict(), "success_rate": success, "n": n,
                  "mean_reward": mean_reward, "diversity": diversity(images)}
+        if cfg.features is not None:
+            with torch.no_grad():
+                point["feature_diversity"] = feature_diversity(cfg.features(images))
         out["curve"].append(point)
         log(f"  {name} step {step}: success {success:.3f} reward {mean_reward:.4f} "
             f"train {method.train_cost.wall_s:.0f} s")
@@ -188,8 +207,9 @@ def speedups(records: dict[str, dict]) -> dict:
 
 
 def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | None = None,
-                judge_reward=None) -> dict:
-    """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach"}}}."""
+                judge_reward=None, progress: Callable[[dict], None] | None = None) -> dict:
+    """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach", "speedup"}}}.
+    `progress(partial_result)` is called after each method (a long run can save what it has so far)."""
     from findcli import shapes
 
     log = log or (lambda s: None)
@@ -199,7 +219,8 @@ def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | N
     for p in cfg.prompts:
         shapes.check_prompt(p)
     judge_reward = judge_reward or reward
-    result: dict = {"config": {k: v for k, v in cfg.__dict__.items()}, "prompts": {}}
+    result: dict = {"config": {k: v for k, v in cfg.__dict__.items() if k != "features"}, "prompts": {}}
+    result["config"]["features"] = None if cfg.features is None else getattr(cfg.features, "__name__", "given")
     t0 = time.perf_counter()
     for prompt in cfg.prompts:
         log(f"[compare] {prompt!r}")
@@ -207,6 +228,9 @@ def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | N
         for name in cfg.methods:
             torch.manual_seed(cfg.seed)
             records[name] = run_method(name, pipe, prompt, reward, judge_reward, cfg, log)
+            if progress is not None:
+                result["prompts"][prompt] = {"methods": dict(records), "partial": True}
+                progress(result)
         result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records),
                                      "speedup": speedups(records)}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -223,21 +247,29 @@ def plot(result: dict, path) -> str:
     from findcli import atomic
 
     prompts = list(result["prompts"])
-    fig, axes = plt.subplots(1, len(prompts), figsize=(5.5 * len(prompts), 3.6), squeeze=False)
-    for ax, prompt in zip(axes[0], prompts):
-        for name, rec in result["prompts"][prompt]["methods"].items():
-            xs = [p["train"]["wall_s"] for p in rec["curve"]]
-            ys = [p["success_rate"] for p in rec["curve"]]
-            if name in TRAINING:
-                ax.plot(xs, ys, "o-", ms=3, label=name)
-            else:
-                per = rec["delivery_cost_per_image"]["wall_s"]
-                ax.axhline(ys[-1], ls="--", lw=1, label=f"{name} ({per:.2f} s/image)" if per else name)
-        ax.set_title(prompt[:60], fontsize=9)
-        ax.set_xlabel("training wall-clock (s)")
-        ax.set_ylabel("judge success")
-        ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=7)
+    xs_of = (("wall_s", "training wall-clock (s)"), ("unet_rows", "training denoiser rows"),
+             ("reward_calls", "training reward calls"))
+    fig, axes = plt.subplots(len(xs_of), len(prompts), figsize=(5.5 * len(prompts), 3.4 * len(xs_of)), squeeze=False)
+    for col, prompt in enumerate(prompts):
+        for row, (key, label) in enumerate(xs_of):
+            ax = axes[row][col]
+            for name, rec in result["prompts"][prompt]["methods"].items():
+                xs = [p["train"][key] for p in rec["curve"]]
+                ys = [p["success_rate"] for p in rec["curve"]]
+                colour = f"C{METHODS.index(name) % 10}"  # one colour per method in every panel
+                if name in TRAINING:
+                    ax.plot(xs, ys, "o-", ms=3, label=name, color=colour)
+                else:
+                    per = rec["delivery_cost_per_image"].get(key)
+                    unit = {"wall_s": "s", "unet_rows": "rows", "reward_calls": "reward calls"}[key]
+                    ax.axhline(ys[-1], ls="--", lw=1, color=colour,
+                               label=f"{name} ({per:.3g} {unit}/image)" if per else name)
+            if row == 0:
+                ax.set_title(prompt[:60], fontsize=9)
+            ax.set_xlabel(label)
+            ax.set_ylabel("judge success")
+            ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=7)
     fig.tight_layout()
     atomic.write_with(path, lambda p: fig.savefig(p, dpi=120))
     plt.close(fig)
@@ -250,7 +282,8 @@ def summary_rows(result: dict) -> list[dict]:
         for name, rec in pr["methods"].items():
             f = rec["final"]
             rows.append({"prompt": prompt, "method": name, "success": f["success_rate"], "reward": f["mean_reward"],
-                         "diversity": f["diversity"], "train_s": rec["train_cost"]["wall_s"],
+                         "diversity": f["diversity"], "feature_diversity": f.get("feature_diversity"),
+                         "n": f.get("n"), "train_s": rec["train_cost"]["wall_s"],
                          "train_rows": rec["train_cost"]["unet_rows"],
                          "train_reward_calls": rec["train_cost"]["reward_calls"],
                          "image_s": rec["delivery_cost_per_image"]["wall_s"],
@@ -263,11 +296,12 @@ def markdown(result: dict) -> str:
     def f(x, fmt):
         return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
-    lines = ["| prompt | method | success | reward | diversity | train s | train rows | train reward calls | "
-             "s/image after | rows/image | reward calls/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| prompt | method | success (n) | reward | diversity (pixels / features) | train s | train rows | "
+             "train reward calls | s/image after | rows/image | reward calls/image |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary_rows(result):
-        lines.append(f"| {r['prompt']} | {r['method']} | {f(r['success'], '.3f')} | {f(r['reward'], '.4f')} | "
-                     f"{f(r['diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
+        lines.append(f"| {r['prompt']} | {r['method']} | {f(r['success'], '.3f')} ({f(r['n'], 'd')}) | "
+                     f"{f(r['reward'], '.4f')} | {f(r['diversity'], '.3f')} / {f(r['feature_diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
                      f"{r['train_reward_calls']} | {f(r['image_s'], '.3f')} | {f(r['image_rows'], '.0f')} | "
                      f"{f(r['image_reward_calls'], '.0f')} |")
     return "\n".join(lines) + "\n" + speedup_markdown(result)
