@@ -283,7 +283,7 @@ def summary_rows(result: dict) -> list[dict]:
             f = rec["final"]
             rows.append({"prompt": prompt, "method": name, "success": f["success_rate"], "reward": f["mean_reward"],
                          "diversity": f["diversity"], "feature_diversity": f.get("feature_diversity"),
-                         "n": f.get("n"), "train_s": rec["train_cost"]["wall_s"],
+                         "n": f.get("n"), "peak": max(p["success_rate"] for p in rec["curve"]), "train_s": rec["train_cost"]["wall_s"],
                          "train_rows": rec["train_cost"]["unet_rows"],
                          "train_reward_calls": rec["train_cost"]["reward_calls"],
                          "image_s": rec["delivery_cost_per_image"]["wall_s"],
@@ -296,11 +296,11 @@ def markdown(result: dict) -> str:
     def f(x, fmt):
         return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
-    lines = ["| prompt | method | success (n) | reward | diversity (pixels / features) | train s | train rows | "
+    lines = ["| prompt | method | success (n) | peak on the curve | reward | diversity (pixels / features) | train s | train rows | "
              "train reward calls | s/image after | rows/image | reward calls/image |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary_rows(result):
-        lines.append(f"| {r['prompt']} | {r['method']} | {f(r['success'], '.3f')} ({f(r['n'], 'd')}) | "
+        lines.append(f"| {r['prompt']} | {r['method']} | {f(r['success'], '.3f')} ({f(r['n'], 'd')}) | {f(r['peak'], '.3f')} | "
                      f"{f(r['reward'], '.4f')} | {f(r['diversity'], '.3f')} / {f(r['feature_diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
                      f"{r['train_reward_calls']} | {f(r['image_s'], '.3f')} | {f(r['image_rows'], '.0f')} | "
                      f"{f(r['image_reward_calls'], '.0f')} |")
