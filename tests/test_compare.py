@@ -5,7 +5,7 @@ calls per image, and the harness's own bookkeeping (curve points, time-to-reach 
 import pytest
 import torch
 
-from findcli.bench.compare import CompareConfig, diversity, feature_diversity, markdown, run_compare, speedup_markdown, speedups, time_to_reach
+from findcli.bench.compare import CompareConfig, diversity, feature_diversity, markdown, mean_table, merge, run_compare, speedup_markdown, speedups, time_to_reach
 from findcli.errors import FindError
 from findcli.testing import build_tiny_pipeline
 
@@ -93,6 +93,28 @@ def test_speedup_is_the_ratio_of_times_to_the_slower_methods_final_success():
     assert "first evaluation" in speedups(recs)["find"]["dpok"]["note"]
     table = speedup_markdown({"prompts": {"p": {"methods": recs, "speedup": speedups(recs)}}})
     assert "| p | dpok | find | 0.900 | 30 | – | – (dpok never reached find's final success) | no |" in table
+
+
+def _full(points, train_s=10.0):
+    rec = _rec(points)
+    for p in rec["curve"]:
+        p.update(mean_reward=p["success_rate"] * 2, diversity=1.0, n=4)
+    rec.update(train_cost={"wall_s": train_s, "unet_rows": 1, "reward_calls": 1},
+               delivery_cost_per_image={"wall_s": 0.1, "unet_rows": 40, "reward_calls": 0})
+    return rec
+
+
+def test_merge_and_mean_over_prompts():
+    a = {"prompts": {"p": {"methods": {"find": _full([(0, 0.2), (5, 1.0), (9, 0.5)])}}}}
+    b = {"prompts": {"q": {"methods": {"find": _full([(0, 0.0), (9, 0.25)], train_s=30.0)}}}}
+    merged = merge([a, b])
+    assert list(merged["prompts"]) == ["p", "q"]
+    # final (0.5 + 0.25) / 2, peak (1.0 + 0.25) / 2, train s (10 + 30) / 2
+    assert "| find | 2 | 0.375 | 0.625 | 0.750 | 1.00 | – | 20 | 0.100 | 40 | 0 |" in mean_table(merged)
+    with pytest.raises(FindError, match="more than one file"):
+        merge([a, a])
+    with pytest.raises(FindError, match="unfinished"):
+        merge([{"prompts": {"r": {"methods": {}, "partial": True}}}])
 
 
 def test_feature_diversity_is_the_mean_pairwise_cosine_distance():

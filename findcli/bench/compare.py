@@ -323,3 +323,41 @@ def speedup_markdown(result: dict) -> str:
             lines.append(f"| {prompt} | {a} | {b} | {rec['target']:.3f} | {f(rec['t_self'], '.0f')} | "
                          f"{f(rec['t_other'], '.0f')} | {ratio} | {'yes' if rec['a_final_not_worse'] else 'no'} |")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
+
+
+def merge(results: list[dict]) -> dict:
+    """One result with every prompt of every file (a prompt measured twice is a usage error)."""
+    out: dict = {"config": [r.get("config") for r in results], "meta": [r.get("meta") for r in results],
+                 "prompts": {}}
+    for r in results:
+        for prompt, rec in r["prompts"].items():
+            if prompt in out["prompts"]:
+                raise FindError(f"prompt {prompt!r} is in more than one file; pass each once")
+            if rec.get("partial"):
+                raise FindError(f"prompt {prompt!r} is unfinished (the run was stopped); rerun it")
+            out["prompts"][prompt] = rec
+    return out
+
+
+def mean_table(result: dict) -> str:
+    """The mean over prompts of each method's summary row, as a Markdown table."""
+    rows = summary_rows(result)
+    cols = ("success", "peak", "reward", "diversity", "feature_diversity", "train_s", "image_s", "image_rows",
+            "image_reward_calls")
+    lines = ["| method | prompts | success | peak | reward | diversity (pixels) | diversity (features) | train s | "
+             "s/image after | rows/image | reward calls/image |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for m in METHODS:
+        mine = [r for r in rows if r["method"] == m]
+        if not mine:
+            continue
+
+        def mean(c):
+            v = [r[c] for r in mine if r[c] is not None and not (isinstance(r[c], float) and math.isnan(r[c]))]
+            return sum(v) / len(v) if v else None
+
+        vals = {c: mean(c) for c in cols}
+        fmt = {"success": ".3f", "peak": ".3f", "reward": ".3f", "diversity": ".2f", "feature_diversity": ".3f",
+               "train_s": ".0f", "image_s": ".3f", "image_rows": ".0f", "image_reward_calls": ".0f"}
+        cells = ["–" if vals[c] is None else format(vals[c], fmt[c]) for c in cols]
+        lines.append(f"| {m} | {len(mine)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
