@@ -50,6 +50,9 @@ def main(argv=None) -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="METHOD.KEY=VALUE",
                     help="override one documented setting of one method (repeatable), e.g. --set dpok.lr=3e-4; "
                          "the value is read as JSON (numbers, true/false, null) or else kept as a string")
+    ap.add_argument("--tuned", action="store_true",
+                    help="DPOK/DDPO at the settings chosen on the tuning prompt (findcli.bench.compare.TUNED) "
+                         "instead of the published ones; --set still overrides")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
@@ -66,6 +69,10 @@ def main(argv=None) -> None:
                         n_candidates=args.n_candidates, reno_iterations=args.reno_iterations, seed=args.seed,
                         reno_n=args.reno_n)
     cfg.overrides = parse_overrides(args.overrides, ap)
+    if args.tuned:
+        from findcli.bench.compare import TUNED
+
+        cfg.overrides = {m: {**TUNED.get(m, {}), **cfg.overrides.get(m, {})} for m in {*TUNED, *cfg.overrides}}
     if args.quick:
         cfg.budget_s, cfg.eval_every, cfg.eval_n, cfg.n_candidates, cfg.reno_iterations = 60.0, 5, 8, 4, 5
     dev, _, pipe, _ = load_runtime(None, args.device)
