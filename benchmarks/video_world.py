@@ -1,7 +1,7 @@
 """The built-in video world measured (issue 14): what the generator does at baseline, and whether a
 reward sees what the motion judge checks.
 
-For every prompt of the video suite (`findcli/shapes/video/video_suite.txt`, or --suite), `--n`
+For every prompt of the video suite (`benchmarks/prompts/video_suite.txt`, or --suite), `--n`
 videos from N(0, I) latents in find eval's namespace (eval seed `--seed`) through the default
 sampler (DDIM 20, CFG 7.5, eta 0, 8 frames of 64 px) of `--model` (default: builtin-video), cached
 under `--cache`; each video judged by `findcli.shapes.video.judge` and scored by each `--rewards`
@@ -57,9 +57,8 @@ def main() -> None:
     world = shapes.world_of(a.model)
     if world is None or world.kind != "video":
         ap.error(f"--model {a.model!r} is not the built-in video world")
-    from findcli.shapes.video.world import SUITE_PATH
 
-    suite = world.load_suite(a.suite or SUITE_PATH)
+    suite = world.load_suite(a.suite or Path(__file__).with_name("prompts") / "video_suite.txt")
     cache = Path(a.cache) / world.model_version()  # a retrained generator never reuses old videos
     loaded = {}
 

@@ -298,7 +298,7 @@ def test_categories(prompt, cls, cat):
 
 
 def test_video_suite_parses_and_its_categories_are_the_computed_ones():
-    suite = load_video_suite()
+    suite = load_video_suite(Path(__file__).resolve().parents[1] / "benchmarks" / "prompts" / "video_suite.txt")
     assert len(suite) >= 12
     cats = [c for c, _ in suite]
     for c, p in suite:

@@ -6,11 +6,12 @@
   judge.py   the motion judge: per-frame objects from the image judge's `segment`, tracks across
              frames, and the constraints present_every_frame / direction / binding
   measure.py reproduces the judge's acceptance/rejection rates quoted in judge.py and BIASES.md
-  video_suite.txt  a public prompt suite (category<TAB>prompt)
   BIASES.md  the training-caption bias table, intended baseline rates, the judge's measured rates
   models.py  the video generator's architecture: an AnimateDiff MotionAdapter on the built-in image
-             generator, trained by `python -m findcli.shapes.training motion` (no trained weights are
-             shipped yet: benchmarks/TRAINING_LOG.md, "Video generator")
+             generator, trained by `python -m findcli.shapes.training motion`; the trained pipeline
+             is model/ (benchmarks/TRAINING_LOG.md, "Video generator"), selected by `--model builtin-video`
+  reward.py  `find-shapes-video-clip`, the video-text reward (ViCLIP's role; weights in reward_model/,
+             trained by `python -m findcli.shapes.training video_clip`)
 
-No video reward model or CLI wiring (`--model builtin-video`) exists yet (later parts of issue 14).
+The public prompt suite is benchmarks/prompts/video_suite.txt.
 """

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import torch
 
@@ -83,8 +82,6 @@ SIZE_RANGE: dict[str, tuple[float, float]] = {"single_motion": (14.0, 22.0), "tw
 _MARGIN = world._MARGIN  # 2 px kept free at the border in every frame
 _SEPARATION = world._SEPARATION  # 4 px between the two objects in every frame
 _CHUNK = 512  # frames composed at once (a 2x-supersampled 64 px frame is 196 KB)
-
-SUITE_PATH = Path(__file__).with_name("video_suite.txt")
 
 # ---- biased training-caption distribution (tabled in BIASES.md; tests check both agree) ----
 # P(template)
@@ -212,9 +209,10 @@ def parse_video_prompt(text: str) -> VideoSpec:
     raise _ungrammatical(text)
 
 
-def load_video_suite(path=SUITE_PATH) -> list[tuple[str, str]]:
+def load_video_suite(path) -> list[tuple[str, str]]:
     """Read a video prompt suite: `category<TAB>prompt` per line (a bare prompt gets `category(spec)`);
-    blank lines and `#` comments are skipped; every prompt must parse. Returns [(category, prompt)]."""
+    blank lines and `#` comments are skipped; every prompt must parse. Returns [(category, prompt)].
+    The public suite is benchmarks/prompts/video_suite.txt (beside the image world's suites)."""
     return world.read_suite_file(path, parse_video_prompt, category, "video prompt suite")
 
 
