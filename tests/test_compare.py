@@ -39,6 +39,9 @@ def test_every_method_runs_and_costs_are_counted_the_same_way(pipe):
     rows_per_image = 2 * 2  # 2 DDIM steps × 2 CFG rows
     find = recs["find"]
     assert [p["step"] for p in find["curve"]] == [0, 2, 4]
+    assert find["curve"][0]["train_reward"] is None  # nothing trained yet
+    # the training batches' mean reward between evaluations, as the trainer reported it
+    assert all(isinstance(p["train_reward"], float) for p in find["curve"][1:])
     assert find["train_cost"]["unet_rows"] == 4 * 2 * rows_per_image  # 4 iterations × K = 2
     assert find["train_cost"]["reward_calls"] == 4 * 2
     assert find["delivery_cost_per_image"]["unet_rows"] == rows_per_image  # the base model's cost

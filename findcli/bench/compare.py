@@ -129,13 +129,18 @@ def run_method(name: str, pipe, prompt: str, reward, judge_reward, cfg: CompareC
                log: Callable[[str], None]) -> dict:
     method = build_method(name, pipe, prompt, reward, cfg)
     out: dict = {"method": name, "settings": method.settings, "curve": []}
+    seen: list[float] = []  # the training batches' mean rewards since the last evaluation
 
     def evaluate(step: int) -> dict:
         n = cfg.reno_n if name == "reno" and cfg.reno_n else cfg.eval_n
         images = method.generate(n, cfg.eval_seed)
         success, mean_reward = _judge(images, prompt, judge_reward)
         point = {"step": step, "train": method.train_cost.as_dict(), "success_rate": success, "n": n,
-                 "mean_reward": mean_reward, "diversity": diversity(images)}
+                 "mean_reward": mean_reward, "diversity": diversity(images),
+                 # what the method itself saw: its training rollouts' reward (DPOK/DDPO sample those with
+                 # eta 1, FIND from its policy), beside the delivered images' reward above
+                 "train_reward": sum(seen) / len(seen) if seen else None}
+        seen.clear()
         if cfg.features is not None:
             with torch.no_grad():
                 point["feature_diversity"] = feature_diversity(cfg.features(images))
@@ -148,7 +153,9 @@ def run_method(name: str, pipe, prompt: str, reward, judge_reward, cfg: CompareC
         step = 0
         evaluate(0)
         while method.train_cost.wall_s < cfg.budget_s and (cfg.max_steps is None or step < cfg.max_steps):
-            method.train_step()
+            stats = method.train_step()
+            if isinstance(stats, dict) and stats.get("reward_mean") is not None:
+                seen.append(float(stats["reward_mean"]))
             step += 1
             if step % cfg.eval_every == 0:
                 evaluate(step)
