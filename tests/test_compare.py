@@ -5,7 +5,7 @@ calls per image, and the harness's own bookkeeping (curve points, time-to-reach 
 import pytest
 import torch
 
-from findcli.bench.compare import CompareConfig, diversity, feature_diversity, markdown, mean_table, merge, run_compare, speedup_markdown, speedups, time_to_reach
+from findcli.bench.compare import CompareConfig, break_even, break_even_markdown, diversity, feature_diversity, markdown, mean_table, merge, run_compare, speedup_markdown, speedups, time_to_reach
 from findcli.errors import FindError
 from findcli.testing import build_tiny_pipeline
 
@@ -105,6 +105,19 @@ def _full(points, train_s=10.0):
     rec.update(train_cost={"wall_s": train_s, "unet_rows": 1, "reward_calls": 1},
                delivery_cost_per_image={"wall_s": 0.1, "unet_rows": 40, "reward_calls": 0})
     return rec
+
+
+def test_break_even_is_training_time_over_the_per_image_saving():
+    recs = {"find": _full([(0, 0.1), (20, 0.5), (40, 0.9)]), "best-of-n": _full([(0, 0.5)]),
+            "reno": _full([(0, 0.95)])}
+    recs["best-of-n"]["delivery_cost_per_image"]["wall_s"] = 2.1  # find: 0.1 s per image
+    be = break_even(recs)
+    assert be["find"]["best-of-n"]["images"] == pytest.approx(20 / (2.1 - 0.1))  # 10 images
+    assert be["find"]["reno"]["images"] is None and "never reached" in be["find"]["reno"]["note"]
+    recs["reno"] = _full([(0, 0.5)])  # reachable, but no cheaper per image (0.1 s both)
+    assert "not cheaper" in break_even(recs)["find"]["reno"]["note"]
+    table = break_even_markdown({"prompts": {"p": {"break_even": be}}})
+    assert "| p | find | best-of-n | 20 | 0.100 | 2.100 | 10 |" in table
 
 
 def test_merge_and_mean_over_prompts():

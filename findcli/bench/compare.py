@@ -222,6 +222,36 @@ def speedups(records: dict[str, dict]) -> dict:
     return out
 
 
+def break_even(records: dict[str, dict]) -> dict:
+    """After how many delivered images a training method has paid for itself against a delivery method
+    (best-of-N, ReNO), counting training and delivery wall-clock alike:
+
+        n* = t_reach / (s_delivery - s_training)
+
+    where t_reach is the training method's training seconds to the delivery method's success (from
+    `time_to_reach`) and s_* the seconds per image after training. None (with the reason) when the
+    training method never reached that success or its images are not cheaper."""
+    reach = time_to_reach(records)
+    out: dict = {}
+    for a, ra in records.items():
+        if a not in TRAINING:
+            continue
+        for d, rd in records.items():
+            if d not in DELIVERY:
+                continue
+            t = reach[a].get(d)
+            s_a, s_d = ra["delivery_cost_per_image"]["wall_s"], rd["delivery_cost_per_image"]["wall_s"]
+            rec = {"t_reach": t, "s_per_image": s_a, "their_s_per_image": s_d, "images": None}
+            if t is None:
+                rec["note"] = f"{a} never reached {d}'s success"
+            elif s_a is None or s_d is None or s_d <= s_a:
+                rec["note"] = f"{a}'s images are not cheaper than {d}'s"
+            else:
+                rec["images"] = t / (s_d - s_a)
+            out.setdefault(a, {})[d] = rec
+    return out
+
+
 def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | None = None,
                 judge_reward=None, progress: Callable[[dict], None] | None = None) -> dict:
     """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach", "speedup"}}}.
@@ -248,7 +278,7 @@ def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | N
                 result["prompts"][prompt] = {"methods": dict(records), "partial": True}
                 progress(result)
         result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records),
-                                     "speedup": speedups(records)}
+                                     "speedup": speedups(records), "break_even": break_even(records)}
     result["wall_s"] = round(time.perf_counter() - t0, 1)
     return result
 
@@ -320,7 +350,24 @@ def markdown(result: dict) -> str:
                      f"{f(r['reward'], '.4f')} | {f(r['diversity'], '.3f')} / {f(r['feature_diversity'], '.3f')} | {f(r['train_s'], '.1f')} | {r['train_rows']} | "
                      f"{r['train_reward_calls']} | {f(r['image_s'], '.3f')} | {f(r['image_rows'], '.0f')} | "
                      f"{f(r['image_reward_calls'], '.0f')} |")
-    return "\n".join(lines) + "\n" + speedup_markdown(result)
+    return "\n".join(lines) + "\n" + speedup_markdown(result) + break_even_markdown(result)
+
+
+def break_even_markdown(result: dict) -> str:
+    """The `break_even` of every prompt as a Markdown table ("" when there is none)."""
+    lines: list[str] = []
+    for prompt, pr in result["prompts"].items():
+        for a, ds in pr.get("break_even", {}).items():
+            for d, rec in ds.items():
+                if not lines:
+                    lines = ["| prompt | trained method | against | its training s to their success | s/image | their "
+                             "s/image | pays for itself after (images) |", "|---|---|---|---|---|---|---|"]
+                t = "–" if rec["t_reach"] is None else f"{rec['t_reach']:.0f}"
+                n = f"{rec['images']:.0f}" if rec["images"] is not None else "– (" + rec.get("note", "") + ")"
+                sa = "–" if rec["s_per_image"] is None else f"{rec['s_per_image']:.3f}"
+                sd = "–" if rec["their_s_per_image"] is None else f"{rec['their_s_per_image']:.3f}"
+                lines.append(f"| {prompt} | {a} | {d} | {t} | {sa} | {sd} | {n} |")
+    return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def speedup_markdown(result: dict) -> str:
