@@ -389,7 +389,9 @@ def speedup_markdown(result: dict) -> str:
 
 
 def merge(results: list[dict]) -> dict:
-    """One result with every prompt of every file (a prompt measured twice is a usage error)."""
+    """One result with every prompt of every file (a prompt measured twice is a usage error). The analyses
+    (reach, speedup, break_even) are recomputed from each prompt's method records, so files written by an
+    older harness get the current ones."""
     out: dict = {"config": [r.get("config") for r in results], "meta": [r.get("meta") for r in results],
                  "prompts": {}}
     for r in results:
@@ -398,7 +400,9 @@ def merge(results: list[dict]) -> dict:
                 raise FindError(f"prompt {prompt!r} is in more than one file; pass each once")
             if rec.get("partial"):
                 raise FindError(f"prompt {prompt!r} is unfinished (the run was stopped); rerun it")
-            out["prompts"][prompt] = rec
+            methods = rec["methods"]
+            out["prompts"][prompt] = {"methods": methods, "reach": time_to_reach(methods),
+                                      "speedup": speedups(methods), "break_even": break_even(methods)}
     return out
 
 
