@@ -2,10 +2,12 @@
 Oracles: the cost of one rollout counted by hand (steps × CFG rows × images), best-of-N's N reward
 calls per image, and the harness's own bookkeeping (curve points, time-to-reach from the curves)."""
 
+import math
+
 import pytest
 import torch
 
-from findcli.bench.compare import CompareConfig, break_even, break_even_markdown, diversity, feature_diversity, markdown, mean_table, merge, run_compare, speedup_markdown, speedups, time_to_reach
+from findcli.bench.compare import CompareConfig, break_even, break_even_markdown, diversity, noise_margin, feature_diversity, markdown, mean_table, merge, run_compare, speedup_markdown, speedups, time_to_reach
 from findcli.errors import FindError
 from findcli.testing import build_tiny_pipeline
 
@@ -34,7 +36,8 @@ def test_every_method_runs_and_costs_are_counted_the_same_way(pipe):
                         eval_n=3, steps=2, n_candidates=4, reno_iterations=2, max_steps=4, reno_n=2,
                         overrides={"find": {"batch": 2}}, features=pooled)
     result = run_compare(pipe, brightness, cfg, progress=lambda r: seen.append(list(r["prompts"][PROMPT]["methods"])))
-    assert seen == [["find"], ["find", "best-of-n"], ["find", "best-of-n", "reno"]]  # saved after each method
+    # saved after each method, and once more when the prompt is complete
+    assert seen == [["find"], ["find", "best-of-n"], ["find", "best-of-n", "reno"], ["find", "best-of-n", "reno"]]
     recs = result["prompts"][PROMPT]["methods"]
     rows_per_image = 2 * 2  # 2 DDIM steps × 2 CFG rows
     find = recs["find"]
@@ -88,14 +91,29 @@ def test_speedup_is_the_ratio_of_times_to_the_slower_methods_final_success():
     fd = sp["find"]["dpok"]
     assert (fd["target"], fd["t_self"], fd["t_other"]) == (0.5, 200, 20)
     assert fd["ratio"] == pytest.approx(10.0) and fd["a_final_not_worse"]
-    assert sp["find"]["ddpo"]["ratio"] is None and "never rose" in sp["find"]["ddpo"]["note"]
+    assert sp["find"]["ddpo"]["ratio"] is None and "beyond noise" in sp["find"]["ddpo"]["note"]
     back = sp["dpok"]["find"]  # dpok never reached find's 0.9
     assert back["ratio"] is None and back["t_other"] is None and not back["a_final_not_worse"]
     # a method whose first evaluation already matches: no ratio, said why
     recs["find"] = _rec([(0, 0.6), (30, 0.9)])
     assert "first evaluation" in speedups(recs)["find"]["dpok"]["note"]
     table = speedup_markdown({"prompts": {"p": {"methods": recs, "speedup": speedups(recs)}}})
-    assert "| p | dpok | find | 0.900 | 30 | – | – (dpok never reached find's final success) | no |" in table
+    assert "| p | find | dpok | 0.500 | 200 | 0 | – (find's first evaluation already matched dpok's final success) | yes |" \
+        in table and "| p | dpok |" not in table  # only FIND against the fine-tuning methods
+
+
+def test_a_rise_within_noise_is_not_learning():
+    # 4 of 32 -> 5 of 32: one image, well inside two standard errors (about 0.12 here)
+    recs = {"find": _rec([(0, 0.1), (10, 0.9)]), "dpok": _rec([(0, 4 / 32), (140, 5 / 32)])}
+    for rec in recs.values():
+        for p in rec["curve"]:
+            p["n"] = 32
+    assert "beyond noise" in speedups(recs)["find"]["dpok"]["note"]
+    recs["dpok"] = _rec([(0, 4 / 32), (140, 16 / 32)])  # 12.5% -> 50%: learned
+    for p in recs["dpok"]["curve"]:
+        p["n"] = 32
+    assert speedups(recs)["find"]["dpok"]["ratio"] == pytest.approx(140 / 10)
+    assert noise_margin({"success_rate": 0.0, "n": 32}) == pytest.approx(2 * math.sqrt((1 / 34) * (33 / 34) / 32))
 
 
 def _full(points, train_s=10.0):
