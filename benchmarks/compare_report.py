@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def main(argv=None) -> None:
@@ -23,8 +24,14 @@ def main(argv=None) -> None:
     from findcli.bench.compare import markdown, mean_table, merge, plot
     from findcli.errors import FindError
 
+    runs = []
+    for p in args.runs:
+        try:
+            runs.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"compare_report: cannot read {p} as a compare.py --json file ({e})") from None
     try:
-        result = merge([json.load(open(p)) for p in args.runs])
+        result = merge(runs)
     except FindError as e:
         raise SystemExit(f"compare_report: {e}") from None
     text = "Mean over prompts:\n\n" + mean_table(result) + "\nPer prompt:\n\n" + markdown(result)

@@ -263,9 +263,16 @@ def break_even(records: dict[str, dict]) -> dict:
     return out
 
 
+def analyses(records: dict[str, dict]) -> dict:
+    """Everything derived from one prompt's method records: the record itself plus reach, speedup and
+    break_even (run_compare and merge both build a prompt's entry with this)."""
+    return {"methods": records, "reach": time_to_reach(records), "speedup": speedups(records),
+            "break_even": break_even(records)}
+
+
 def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | None = None,
                 judge_reward=None, progress: Callable[[dict], None] | None = None) -> dict:
-    """Every method on every prompt; returns {"config", "prompts": {prompt: {"methods", "reach", "speedup"}}}.
+    """Every method on every prompt; returns {"config", "prompts": {prompt: analyses(records)}}.
     `progress(partial_result)` is called after each method (a long run can save what it has so far)."""
     from findcli import shapes
 
@@ -288,8 +295,7 @@ def run_compare(pipe, reward, cfg: CompareConfig, log: Callable[[str], None] | N
             if progress is not None:
                 result["prompts"][prompt] = {"methods": dict(records), "partial": True}
                 progress(result)
-        result["prompts"][prompt] = {"methods": records, "reach": time_to_reach(records),
-                                     "speedup": speedups(records), "break_even": break_even(records)}
+        result["prompts"][prompt] = analyses(records)
         if progress is not None:
             progress(result)
     result["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -351,10 +357,18 @@ def summary_rows(result: dict) -> list[dict]:
     return rows
 
 
-def markdown(result: dict) -> str:
-    def f(x, fmt):
-        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+def _missing(x) -> bool:
+    """A value that was not measured (None) or is undefined (NaN, e.g. the diversity of one image)."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
 
+
+def _cell(x, fmt: str) -> str:
+    """A table cell: "–" for a missing value, else format(x, fmt)."""
+    return "–" if _missing(x) else format(x, fmt)
+
+
+def markdown(result: dict) -> str:
+    f = _cell
     lines = ["| prompt | method | success (n) | peak on the curve | reward | diversity (pixels / features) | train s | train rows | "
              "train reward calls | s/image after | rows/image | reward calls/image |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -378,19 +392,15 @@ def break_even_markdown(result: dict) -> str:
                 if not lines:
                     lines = ["| prompt | trained method | against | its training s to their success | s/image | their "
                              "s/image | pays for itself after (images) |", "|---|---|---|---|---|---|---|"]
-                t = "–" if rec["t_reach"] is None else f"{rec['t_reach']:.0f}"
-                n = f"{rec['images']:.0f}" if rec["images"] is not None else "– (" + rec.get("note", "") + ")"
-                sa = "–" if rec["s_per_image"] is None else f"{rec['s_per_image']:.3f}"
-                sd = "–" if rec["their_s_per_image"] is None else f"{rec['their_s_per_image']:.3f}"
-                lines.append(f"| {prompt} | {a} | {d} | {t} | {sa} | {sd} | {n} |")
+                n = _cell(rec["images"], ".0f") if rec["images"] is not None else "– (" + rec.get("note", "") + ")"
+                lines.append(f"| {prompt} | {a} | {d} | {rec['t_reach']:.0f} | {_cell(rec['s_per_image'], '.3f')} | "
+                             f"{_cell(rec['their_s_per_image'], '.3f')} | {n} |")
     return ("\n" + "\n".join(lines) + "\n") if lines else ""
 
 
 def speedup_markdown(result: dict) -> str:
     """The `speedups` of every prompt as a Markdown table ("" when there is no pair of training methods)."""
-    def f(x, fmt):
-        return "–" if x is None else format(x, fmt)
-
+    f = _cell
     lines: list[str] = []
     # the paper's claim only: FIND (either preset) against the UNet fine-tuning methods (the JSON has all pairs)
     sp = [(prompt, a, b, rec) for prompt, pr in result["prompts"].items()
@@ -418,9 +428,7 @@ def merge(results: list[dict]) -> dict:
                 raise FindError(f"prompt {prompt!r} is in more than one file; pass each once")
             if rec.get("partial"):
                 raise FindError(f"prompt {prompt!r} is unfinished (the run was stopped); rerun it")
-            methods = rec["methods"]
-            out["prompts"][prompt] = {"methods": methods, "reach": time_to_reach(methods),
-                                      "speedup": speedups(methods), "break_even": break_even(methods)}
+            out["prompts"][prompt] = analyses(rec["methods"])
     return out
 
 
@@ -437,12 +445,11 @@ def mean_table(result: dict) -> str:
             continue
 
         def mean(c):
-            v = [r[c] for r in mine if r[c] is not None and not (isinstance(r[c], float) and math.isnan(r[c]))]
+            v = [r[c] for r in mine if not _missing(r[c])]
             return sum(v) / len(v) if v else None
 
-        vals = {c: mean(c) for c in cols}
         fmt = {"success": ".3f", "peak": ".3f", "reward": ".3f", "diversity": ".2f", "feature_diversity": ".3f",
                "train_s": ".0f", "image_s": ".3f", "image_rows": ".0f", "image_reward_calls": ".0f"}
-        cells = ["–" if vals[c] is None else format(vals[c], fmt[c]) for c in cols]
+        cells = [_cell(mean(c), fmt[c]) for c in cols]
         lines.append(f"| {m} | {len(mine)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
