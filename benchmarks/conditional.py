@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--train", help="training prompt file (omit with --policy)")
     ap.add_argument("--test", required=True)
     ap.add_argument("--policy", default=None, help="evaluate this conditional policy instead of training one")
+    ap.add_argument("--init", default=None, help="start the FIND-objective training from this conditional policy "
+                    "(e.g. conditional_distill.py's) instead of N(0, I); its arch must match --set arch=")
     ap.add_argument("--n", type=int, default=32)
     ap.add_argument("--eval-seed", type=int, default=1)
     ap.add_argument("--out", default="runs/cond/cond.pt")
@@ -37,7 +39,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from findcli import atomic, shapes
-    from findcli.conditional import ConditionalConfig, conditional_meta, save_conditional, train_conditional
+    from findcli.conditional import (ConditionalConfig, conditional_meta, load_conditional, save_conditional,
+                                     train_conditional)
     from findcli.evaluation import EvalRequest, run_eval
     from findcli.pipeline import load_runtime
     from findcli.training import build_reward
@@ -60,9 +63,10 @@ def main() -> None:
                 print(f"it {m['iteration']:4d} reward {m['reward_mean']:.4f} within-std {m['reward_std_within']:.4f} "
                       f"|mu|/sqrtD {m['mu_norm_mean']:.3f} sigma {m['sigma_mean']:.3f} {m['s']:.0f}s", flush=True)
 
-        res = train_conditional(pipe, train, reward, cfg, on_it)
+        init = load_conditional(a.init)[0] if a.init else None
+        res = train_conditional(pipe, train, reward, cfg, on_it, init=init)
         save_conditional(policy, res.policy, conditional_meta(pipe, cfg, train, a.reward, res))
-        out.update(train_file=a.train, config=cfg.__dict__, train_s=round(res.wall_s, 1), train_images=res.images,
+        out.update(train_file=a.train, init=a.init, config=cfg.__dict__, train_s=round(res.wall_s, 1), train_images=res.images,
                    metrics=log)
 
     def evaluate(suite: str) -> tuple[list, dict]:

@@ -21,13 +21,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--policies", required=True, help="glob of per-prompt policy files")
     ap.add_argument("--exclude-objects", default="", help="comma list of 'colour shape': skip policies naming one")
+    ap.add_argument("--arch", default="mlp", choices=["mlp", "tokens"], help="the network (ConditionalConfig.arch)")
     ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--pool", type=int, default=2)
+    ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", default="runs/cond/distill.pt")
     a = ap.parse_args()
     from findcli import shapes
-    from findcli.conditional import ConditionalPolicy, distill, save_conditional
-    from findcli.pipeline import load_runtime, text_features
+    from findcli.conditional import ConditionalConfig, build_policy, distill, prompt_tokens, save_conditional
+    from findcli.pipeline import Rollout, SamplerSettings, load_runtime
     from findcli.policy import load_policy
     from findcli.shapes.world import parse_prompt
 
@@ -45,12 +48,18 @@ def main() -> None:
         mus.append(pf.policy.mu.detach().flatten())
         lss.append(pf.policy.log_sigma.detach().flatten())
         shape = tuple(pf.policy.latent_shape)
-    text = torch.stack([text_features(pipe, p).float() for p in prompts])
-    pol = ConditionalPolicy(shape, text.shape[1], a.rank, 256, text.mean(0), text.std(0).clamp_min(1e-4))
+    rollouts = [Rollout(pipe, p, SamplerSettings()) for p in prompts]
+    with torch.no_grad():
+        text = torch.stack([r.text_features().float() for r in rollouts])
+        tokens = prompt_tokens(rollouts, "cpu") if a.arch == "tokens" else None
+    cfg = ConditionalConfig(arch=a.arch, rank=a.rank, pool=a.pool)
+    torch.manual_seed(0)
+    pol = build_policy(cfg, shape, rollouts[0].latent_layout, text, tokens)
     t0 = time.perf_counter()
-    curve = distill(pol, text, torch.stack(mus), torch.stack(lss), steps=a.steps)
+    curve = distill(pol, text, torch.stack(mus), torch.stack(lss), steps=a.steps, weight_decay=a.weight_decay,
+                    tokens=tokens)
     meta = {"model": shapes.MODEL_ID, "steps": 20, "guidance": 7.5, "eta": 0.0, "prompts": prompts,
-            "distilled_from": files, "fit_s": round(time.perf_counter() - t0, 1), "fit_loss": [curve[0], curve[-1]]}
+            "distilled_from": files, "config": cfg.__dict__, "fit_s": round(time.perf_counter() - t0, 1), "fit_loss": [curve[0], curve[-1]]}
     save_conditional(a.out, pol.eval(), meta)
     print(f"distilled {len(files)} policies: MSE {curve[0]:.4f} -> {curve[-1]:.6f} in {meta['fit_s']} s; wrote {a.out}")
 

@@ -51,7 +51,11 @@ FORMAT_VERSION = 1
 
 @dataclass
 class ConditionalConfig:
-    rank: int = 32  # r: columns of the bases U, W of μ and log σ
+    arch: str = "mlp"  # "mlp": pooled text feature -> low-rank basis; "tokens": per-token attention (below)
+    rank: int = 32  # mlp: r, columns of the bases U, W of μ and log σ
+    pool: int = 2  # tokens: the attention grid is the latent's H×W pooled by this factor (coarse layout)
+    key_dim: int = 16  # tokens: query/key width d
+    modes: int = 8  # tokens: m, layout modes the pooled feature mixes into the grid's queries
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
     iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images
     prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
@@ -71,7 +75,9 @@ class ConditionalConfig:
     max_batch: int = 16  # images per pipeline call
 
     def validate(self) -> None:
-        ints = {"rank": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
+        if self.arch not in ARCHS:
+            raise FindError(f"conditional policy: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
                 "replay": 1,
                 "steps": 1, "max_batch": 1}
         for k, lo in ints.items():
@@ -84,8 +90,14 @@ class ConditionalConfig:
                 raise FindError(f"conditional policy: {k} must be a finite number >= 0, got {v!r}")
 
 
+ARCHS = ("mlp", "tokens")
+
+
 class ConditionalPolicy(nn.Module):
-    """text feature (E,) or (P, E) -> (μ, log σ), each (D,) or (P, D)."""
+    """text feature (E,) or (P, E) -> (μ, log σ), each (D,) or (P, D). (`tokens` is accepted and
+    ignored, so that both architectures are called alike.)"""
+
+    kind = "mlp"
 
     def __init__(self, latent_shape: tuple[int, ...], text_dim: int, rank: int = 32, hidden: int = 256,
                  text_mean: torch.Tensor | None = None, text_std: torch.Tensor | None = None):
@@ -105,7 +117,11 @@ class ConditionalPolicy(nn.Module):
         self.mu0 = nn.Parameter(torch.zeros(self.dim))
         self.s0 = nn.Parameter(torch.zeros(self.dim))
 
-    def forward(self, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def arch(self) -> dict:
+        return {"kind": self.kind, "latent_shape": list(self.latent_shape), "text_dim": self.text_dim,
+                "rank": self.rank, "hidden": self.hidden}
+
+    def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ARG002
         single = text.dim() == 1
         h = (text.reshape(-1, self.text_dim).float() - self.text_mean) / self.text_std
         a, b = self.mlp(h).chunk(2, dim=-1)  # (P, r) each
@@ -114,9 +130,11 @@ class ConditionalPolicy(nn.Module):
         return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
 
     @torch.no_grad()
-    def policy_for(self, text: torch.Tensor) -> GaussianPolicy:
-        """The per-prompt GaussianPolicy for one text feature (E,): what sample/eval draw from."""
-        mu, log_sigma = self(text.to(self.mu0.device))
+    def policy_for(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> GaussianPolicy:
+        """The per-prompt GaussianPolicy for one text feature (E,) (and token features (L, E_tok)):
+        what sample/eval draw from."""
+        dev = self.mu0.device
+        mu, log_sigma = self(text.to(dev), None if tokens is None else tokens.to(dev))
         return GaussianPolicy(self.latent_shape, mu.detach().clone(), log_sigma.detach().clone()).to(mu.device)
 
     def groups(self, cfg: ConditionalConfig) -> list[dict]:
@@ -127,6 +145,123 @@ class ConditionalPolicy(nn.Module):
             return [{"params": [self.mu0], "lr": cfg.lr}, {"params": [self.U, *self.mlp.parameters()], "lr": cfg.net_lr}]
         return [{"params": [self.mu0, self.s0], "lr": cfg.lr},
                 {"params": [self.U, self.W, *self.mlp.parameters()], "lr": cfg.net_lr}]
+
+
+class TokenConditionalPolicy(nn.Module):
+    """The `tokens` architecture: a coarse grid over the latent attends to the prompt's per-token
+    embeddings (those the denoiser cross-attends), so that what a word asks for can land in a region
+    of z_T whatever the other words are (a compositional prior; the pooled-feature MLP has none).
+
+        g̃, T̃      the pooled feature (E,) and the token features (L, E_tok), standardised with the
+                  training set's statistics
+        Q        = Q0 + Σ_m c_m(g̃) Q_m                 (S, d): S grid cells (H×W pooled by `pool`, frames
+                                                       kept), queries moved by m layout modes of the
+                                                       whole prompt (word order, relation, count)
+        A        = softmax over [tokens; null] of Q K(T̃)ᵀ / √d      (the null token has value 0)
+        (Δμ, Δs) = A V(T̃)                              (S, 2C), upsampled (nearest) to the latent
+        μ = μ0 + Δμ,  log σ = s0 + Δs                 μ0, s0 (D,) per element, shared by all prompts
+
+    V is zero-initialised and μ0 = s0 = 0, so the untrained policy is N(0, I) for every prompt.
+    Parameters: S·d·(m + 1) + small heads + 2D; at SDXL size (128×128 latent, pool 2, d 16, m 8)
+    0.6 M plus 2D."""
+
+    kind = "tokens"
+
+    def __init__(self, latent_shape: tuple[int, ...], text_dim: int, token_dim: int, pool: int = 2, key_dim: int = 16,
+                 modes: int = 8, channel_axis: int = 0, text_mean: torch.Tensor | None = None,
+                 text_std: torch.Tensor | None = None, token_mean: torch.Tensor | None = None,
+                 token_std: torch.Tensor | None = None):
+        super().__init__()
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.dim = math.prod(self.latent_shape)
+        self.text_dim, self.token_dim = int(text_dim), int(token_dim)
+        self.pool, self.key_dim, self.modes, self.channel_axis = int(pool), int(key_dim), int(modes), int(channel_axis)
+        rest = [s for i, s in enumerate(self.latent_shape) if i != self.channel_axis]
+        if len(rest) < 2:
+            raise FindError(f"the tokens architecture needs a latent with height and width; got {list(latent_shape)}")
+        self.channels = self.latent_shape[self.channel_axis]
+        *self.lead, self.h, self.w = rest
+        self.grid = (*self.lead, -(-self.h // self.pool), -(-self.w // self.pool))
+        cells = math.prod(self.grid)
+        for name, v, n in (("text", text_mean, text_std), ("token", token_mean, token_std)):
+            e = self.text_dim if name == "text" else self.token_dim
+            self.register_buffer(f"{name}_mean", torch.zeros(e) if v is None else v.float().clone())
+            self.register_buffer(f"{name}_std", torch.ones(e) if n is None else n.float().clone())
+        self.register_buffer("sigma_gate", torch.ones(()))  # 0 when σ is not learned
+        self.q0 = nn.Parameter(torch.randn(cells, self.key_dim))
+        self.qm = nn.Parameter(torch.zeros(self.modes, cells, self.key_dim))
+        self.mode = nn.Linear(self.text_dim, self.modes)
+        self.key = nn.Linear(self.token_dim, self.key_dim)
+        self.null_key = nn.Parameter(torch.zeros(self.key_dim))
+        self.value = nn.Linear(self.token_dim, 2 * self.channels)
+        nn.init.zeros_(self.value.weight)
+        nn.init.zeros_(self.value.bias)
+        self.mu0 = nn.Parameter(torch.zeros(self.dim))
+        self.s0 = nn.Parameter(torch.zeros(self.dim))
+
+    def arch(self) -> dict:
+        return {"kind": self.kind, "latent_shape": list(self.latent_shape), "text_dim": self.text_dim,
+                "token_dim": self.token_dim, "pool": self.pool, "key_dim": self.key_dim, "modes": self.modes,
+                "channel_axis": self.channel_axis}
+
+    def attention(self, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(P, E), (P, L, E_tok) -> (P, S, L + 1) attention of each grid cell over the tokens and the null."""
+        g = (text.float() - self.text_mean) / self.text_std
+        t = (tokens.float() - self.token_mean) / self.token_std
+        q = self.q0 + torch.einsum("pm,msd->psd", self.mode(g), self.qm)
+        k = torch.cat([self.key(t), self.null_key.expand(t.shape[0], 1, -1)], dim=1)
+        return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.key_dim), dim=-1)
+
+    def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if tokens is None:
+            raise FindError("the tokens architecture needs the prompt's token features; pass them")
+        single = text.dim() == 1
+        g = text.reshape(-1, self.text_dim)
+        t = tokens.reshape(g.shape[0], -1, self.token_dim)
+        p, c = g.shape[0], self.channels
+        a = self.attention(g, t)
+        v = self.value((t.float() - self.token_mean) / self.token_std)
+        v = torch.cat([v, v.new_zeros(p, 1, 2 * c)], dim=1)  # the null token moves nothing
+        out = (a @ v).transpose(1, 2).reshape(p, 2 * c * math.prod(self.lead), *self.grid[-2:])
+        out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
+        out = out.reshape(p, 2 * c, *self.lead, self.h, self.w)
+        d_mu, d_s = out[:, :c], out[:, c:] * self.sigma_gate  # (P, C, *lead, H, W)
+        if self.channel_axis:
+            d_mu, d_s = d_mu.movedim(1, 1 + self.channel_axis), d_s.movedim(1, 1 + self.channel_axis)
+        mu = self.mu0 + d_mu.reshape(p, -1)
+        log_sigma = (self.s0 + d_s.reshape(p, -1)).clamp(min=MIN_LOG_SIGMA)
+        return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
+
+    policy_for = ConditionalPolicy.policy_for
+
+    def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        net = [q for n, q in self.named_parameters() if n not in ("mu0", "s0")]
+        if not cfg.learn_sigma:
+            self.sigma_gate.zero_()
+            self.s0.requires_grad_(False)
+            return [{"params": [self.mu0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
+        return [{"params": [self.mu0, self.s0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
+
+
+def channel_axis(latent_layout: str) -> int:
+    """Where the channels sit in a family's per-sample latent: "CHW"/"CFHW" -> 0, "FCHW" -> 1."""
+    return latent_layout.index("C")
+
+
+def build_policy(cfg: ConditionalConfig, latent_shape: tuple[int, ...], latent_layout: str, text: torch.Tensor,
+                 tokens: torch.Tensor | None):
+    """The untrained network of cfg.arch, standardised with the training prompts' features
+    (text (N, E); tokens (N, L, E_tok) for arch "tokens")."""
+    def stats(x):
+        x = x.reshape(-1, x.shape[-1])
+        return x.mean(0), (x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])).clamp_min(1e-4)
+
+    if cfg.arch == "tokens":
+        if tokens is None:
+            raise FindError("conditional policy: arch 'tokens' needs the model's per-token prompt embeddings")
+        return TokenConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.key_dim, cfg.modes,
+                                      channel_axis(latent_layout), *stats(text), *stats(tokens))
+    return ConditionalPolicy(latent_shape, text.shape[1], cfg.rank, cfg.hidden, *stats(text))
 
 
 # ---------------------------------------------------------------- training
@@ -163,9 +298,10 @@ def _group_advantages(r: torch.Tensor) -> torch.Tensor:
 
 
 def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: list,
-                       logp_old: list, adv: list, cfg: ConditionalConfig) -> dict[str, float]:
+                       logp_old: list, adv: list, cfg: ConditionalConfig,
+                       tokens: torch.Tensor | None = None) -> dict[str, float]:
     """`inner_epochs` Adam steps on mean_p [clipped surrogate_p + β KL_p] · D.
-    text (P, E); per prompt p: z[p] (N_p, D), logp_old[p] (N_p,), adv[p] (N_p,) (its replayed samples,
+    text (P, E) (tokens (P, L, E_tok) for the tokens architecture); per prompt p: z[p] (N_p, D), logp_old[p] (N_p,), adv[p] (N_p,) (its replayed samples,
     N_p = K × the batches kept). Returns the diagnostics averaged over passes."""
     from findcli.kernels import policy_loss
 
@@ -174,7 +310,7 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
     agg: dict[str, float] = {}
     p_count = len(z)
     for _ in range(cfg.inner_epochs):
-        mu, log_sigma = policy(text)  # (P, D)
+        mu, log_sigma = policy(text, tokens)  # (P, D)
         loss = torch.zeros((), device=text.device)
         for p in range(p_count):
             lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip, cfg.kl_weight)
@@ -190,10 +326,16 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
     return agg
 
 
+def prompt_tokens(rollouts: list, device) -> torch.Tensor:
+    """(N, L, E_tok) per-token prompt embeddings of N rollouts (their generators' token_text())."""
+    return torch.stack([r.token_text().float().to(device) for r in rollouts])
+
+
 def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
-                      on_iteration: Callable[[dict], None] | None = None) -> ConditionalResult:
-    """Train one ConditionalPolicy over `prompts` on the frozen `pipe` with `reward`
-    ((images, prompts) -> (N,)). Deterministic given cfg.seed (and the thread count on CPU)."""
+                      on_iteration: Callable[[dict], None] | None = None, init=None) -> ConditionalResult:
+    """Train one conditional policy (cfg.arch) over `prompts` on the frozen `pipe` with `reward`
+    ((images, prompts) -> (N,)). Deterministic given cfg.seed (and the thread count on CPU).
+    `init`: a conditional policy to start from (e.g. `distill`'s) instead of N(0, I)."""
     from findcli.kernels import sample_policy
     from findcli.pipeline import Rollout, SamplerSettings, denoiser
     from findcli.seeds import noise_seed
@@ -208,17 +350,24 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
     shape = rollouts[0].latent_shape
     with torch.no_grad():
         feats = torch.stack([r.text_features().float().to(device) for r in rollouts])  # (N, E)
-    std = feats.std(0) if len(prompts) > 1 else torch.ones_like(feats[0])
+        toks = prompt_tokens(rollouts, device) if cfg.arch == "tokens" else None  # (N, L, E_tok)
     torch.manual_seed(cfg.seed)
-    policy = ConditionalPolicy(shape, feats.shape[1], cfg.rank, cfg.hidden, feats.mean(0), std.clamp_min(1e-4)).to(device)
+    if init is None:
+        policy = build_policy(cfg, shape, rollouts[0].latent_layout, feats, toks).to(device)
+    else:
+        if init.kind != cfg.arch or tuple(init.latent_shape) != tuple(shape):
+            raise FindError(f"conditional policy: the initial policy is a {init.kind} network for latents "
+                            f"{list(init.latent_shape)}; this run trains {cfg.arch} for {list(shape)}")
+        policy = init.to(device).train().requires_grad_(True)
     opt = torch.optim.Adam(policy.groups(cfg))
     metrics, images, t0 = [], 0, time.perf_counter()
     replay: dict[int, list] = {}  # prompt index -> its last `cfg.replay` (z, logp_old, adv) batches
     for it in range(cfg.iterations):
         idx = iteration_prompts(len(prompts), cfg.prompts_per_iteration, cfg.seed, it)
         text = feats[idx]
+        tokens = None if toks is None else toks[idx]
         with torch.no_grad():
-            mu, log_sigma = policy(text)
+            mu, log_sigma = policy(text, tokens)
         zs, lps, rs = [], [], []
         for slot, i in enumerate(idx):
             seed = noise_seed("conditional", cfg.seed, it * 4096 + slot)
@@ -238,9 +387,9 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
         for slot, i in enumerate(idx):
             replay[i] = (replay.get(i, []) + [(z[slot], lp[slot], adv[slot])])[-cfg.replay:]
         zs_, lps_, advs_ = ([torch.cat([e[j] for e in replay[i]]) for i in idx] for j in range(3))
-        agg = conditional_update(policy, opt, text, zs_, lps_, advs_, cfg)
+        agg = conditional_update(policy, opt, text, zs_, lps_, advs_, cfg, tokens)
         with torch.no_grad():
-            mu, log_sigma = policy(text)
+            mu, log_sigma = policy(text, tokens)
         if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):
             raise FindError(f"conditional policy: the update at iteration {it} made μ or σ non-finite; lower --lr")
         m = {"iteration": it, "prompts": [prompts[i] for i in idx], "reward_mean": r.mean().item(),
@@ -262,8 +411,7 @@ def save_conditional(path: str | Path, policy: ConditionalPolicy, meta: dict) ->
 
     json.dumps(meta)
     blob = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-            "arch": {"latent_shape": list(policy.latent_shape), "text_dim": policy.text_dim, "rank": policy.rank,
-                     "hidden": policy.hidden},
+            "arch": policy.arch(),
             "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}, "meta": meta}
     buf = io.BytesIO()
     torch.save(blob, buf)
@@ -303,7 +451,14 @@ def load_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict]:
                         f"reads {FORMAT_VERSION}")
     try:
         arch, meta = blob["arch"], blob["meta"]
-        policy = ConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["rank"], arch["hidden"])
+        kind = arch.get("kind", "mlp")  # files from before the tokens architecture are mlp
+        if kind == "tokens":
+            policy = TokenConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["token_dim"], arch["pool"],
+                                            arch["key_dim"], arch["modes"], arch["channel_axis"])
+        elif kind == "mlp":
+            policy = ConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["rank"], arch["hidden"])
+        else:
+            raise KeyError(f"architecture {kind!r}")
         policy.load_state_dict(blob["state_dict"])
     except (KeyError, TypeError, RuntimeError) as e:
         raise FindError(f"conditional policy {str(path)!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
@@ -344,14 +499,22 @@ def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_sp
 def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
     """The per-prompt PolicyFile a conditional policy gives `prompt` on `pipe` (its text feature
     through the network): what `find sample` and `find eval` then draw from, as from any policy."""
-    from findcli.pipeline import text_features
+    from findcli.pipeline import Rollout, SamplerSettings
     from findcli.policy import PolicyFile
 
-    feat = text_features(pipe, prompt)
+    ro = Rollout(pipe, prompt, SamplerSettings())
+    feat = ro.text_features()
+    fix = f"use the model it was trained with ({meta.get('model')})"
     if feat.numel() != cond.text_dim:
         raise FindError(f"this conditional policy reads {cond.text_dim}-dim text features but the model's are "
-                        f"{feat.numel()}-dim; use the model it was trained with ({meta.get('model')})")
-    return PolicyFile(cond.policy_for(feat), {**meta, "prompt": prompt})
+                        f"{feat.numel()}-dim; {fix}")
+    tokens = None
+    if cond.kind == "tokens":
+        tokens = ro.token_text()
+        if tokens.shape[-1] != cond.token_dim:
+            raise FindError(f"this conditional policy reads {cond.token_dim}-dim token features but the model's are "
+                            f"{tokens.shape[-1]}-dim; {fix}")
+    return PolicyFile(cond.policy_for(feat, tokens), {**meta, "prompt": prompt})
 
 
 # ---------------------------------------------------------------- `find train --prompts FILE --conditional`
@@ -424,7 +587,8 @@ def train_conditional_file(request: ConditionalRequest,
 
 
 def distill(policy: ConditionalPolicy, text: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
-            steps: int = 2000, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0) -> list[float]:
+            steps: int = 2000, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
+            tokens: torch.Tensor | None = None) -> list[float]:
     """Fit the network to per-prompt FIND policies (regression of (μ_p, log σ_p), (P, D) each, on
     their text features (P, E)): amortisation of policies already trained one prompt at a time, the
     way NPNet learns from noise pairs. Full-batch AdamW on the mean squared error; returns the loss curve."""
@@ -432,7 +596,7 @@ def distill(policy: ConditionalPolicy, text: torch.Tensor, mu: torch.Tensor, log
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     curve = []
     for _ in range(steps):
-        m, s = policy(text)
+        m, s = policy(text, tokens)
         loss = (m - mu).pow(2).mean() + (s - log_sigma).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

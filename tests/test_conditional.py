@@ -212,7 +212,8 @@ def test_find_train_conditional_writes_a_policy_file_and_refuses_bad_input(tmp_p
     # bad input: one line each, exit != 0, no file written
     for extra, msg in [(["--out", str(tmp_path / "a.pt"), "--replay", "2"], "per-prompt trainer"),
                        ([], "--out COND.pt"),
-                       (["--out", str(tmp_path / "b.pt"), "--prompts-per-iteration", "0"], "prompts_per_iteration")]:
+                       (["--out", str(tmp_path / "b.pt"), "--prompts-per-iteration", "0"], "prompts_per_iteration"),
+                       (["--out", str(tmp_path / "b.pt"), "--arch", "transformer"], "arch must be one of")]:
         res = runner.invoke(app, base + extra)
         assert res.exit_code != 0 and msg in res.output, res.output
     bad = tmp_path / "bad.txt"
@@ -220,8 +221,9 @@ def test_find_train_conditional_writes_a_policy_file_and_refuses_bad_input(tmp_p
     res = runner.invoke(app, ["train", "--prompts", str(bad), "--conditional", "--out", str(tmp_path / "c.pt")])
     assert res.exit_code != 0 and "outside the built-in grammar" in res.output
     assert not (tmp_path / "a.pt").exists() and not (tmp_path / "b.pt").exists() and not (tmp_path / "c.pt").exists()
-    res = runner.invoke(app, ["train", "a red cube", "--net-lr", "0.1"])
-    assert res.exit_code != 0 and "--conditional" in res.output
+    for opt in (["--net-lr", "0.1"], ["--arch", "tokens"]):
+        res = runner.invoke(app, ["train", "a red cube", *opt])
+        assert res.exit_code != 0 and "--conditional" in res.output
 
 
 def test_distill_fits_per_prompt_policies_it_can_represent():
@@ -245,3 +247,98 @@ def test_fixed_sigma_keeps_sigma_one_while_mu_learns(pipe, targets):
     for p in PROMPTS:
         mu, log_sigma = res.policy(text_features(pipe, p))
         assert torch.equal(log_sigma, torch.zeros_like(log_sigma)) and mu.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- the tokens architecture
+
+
+def _tokens_policy(shape=(4, 8, 8), axis=0, **kw):
+    from findcli.conditional import TokenConditionalPolicy
+
+    torch.manual_seed(0)
+    return TokenConditionalPolicy(shape, 16, 8, **{"pool": 2, "key_dim": 4, "modes": 3, "channel_axis": axis, **kw})
+
+
+def test_untrained_tokens_policy_is_the_standard_normal_for_every_prompt():
+    pol = _tokens_policy()
+    g = torch.Generator().manual_seed(1)
+    mu, log_sigma = pol(torch.randn(3, 16, generator=g), torch.randn(3, 5, 8, generator=g))
+    assert torch.equal(mu, torch.zeros(3, 256)) and torch.equal(log_sigma, torch.zeros(3, 256))
+
+
+@pytest.mark.parametrize("shape,axis", [((4, 8, 8), 0), ((4, 3, 7, 5), 0), ((3, 4, 7, 5), 1)])
+def test_tokens_policy_puts_each_channel_where_the_latent_layout_has_it(shape, axis):
+    # closed form: with V's bias e_c (μ half) and nothing else, every cell's attention sums to 1 over
+    # the real tokens and the null (whose value is 0), so Δμ = (1 − a_null) e_c: channel c, and only c,
+    # moves, at every position (odd H, W: the nearest upsample is cropped to the latent)
+    pol = _tokens_policy(shape, axis)
+    with torch.no_grad():
+        pol.value.bias[2] = 1.0
+    g = torch.Generator().manual_seed(2)
+    text, tok = torch.randn(16, generator=g), torch.randn(5, 8, generator=g)
+    mu, log_sigma = pol(text, tok)
+    m = mu.reshape(shape).movedim(axis, 0)  # (C, [F,] H, W)
+    a = pol.attention(text[None], tok[None])[0]  # (S, 5 tokens + null)
+    torch.testing.assert_close(a.sum(-1), torch.ones(a.shape[0]))
+    # the expected channel-2 map: 1 − a_null per grid cell, each cell repeated over its pool×pool pixels
+    h, w = shape[-2:]
+    cell = (1 - a[:, -1]).reshape(-1, *pol.grid[-2:])
+    want = cell.repeat_interleave(2, -2).repeat_interleave(2, -1)[..., :h, :w].reshape(m[2].shape)
+    torch.testing.assert_close(m[2], want)
+    assert torch.equal(m[[0, 1]], torch.zeros_like(m[[0, 1]])) and torch.equal(log_sigma, torch.zeros_like(log_sigma))
+
+
+def test_tokens_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
+    """Oracle: prompts of two words (a, b) from 4, token features one-hot(word) ⊕ one-hot(slot); the
+    target μ is word a's channel vector on the left half of the latent and b's on the right. Distilled
+    on 10 of the 12 ordered pairs, the tokens network must give the 2 held-out pairs their composed μ
+    (it can: the left cells attend the slot-1 token, the right cells the slot-2 one)."""
+    from findcli.conditional import TokenConditionalPolicy, distill
+
+    g = torch.Generator().manual_seed(0)
+    vocab = torch.randn(4, 2, generator=g) * 1.5  # word -> (channel 0, channel 1) value
+    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
+    held = [(0, 1), (3, 2)]
+
+    def tokens(a, b):
+        t = torch.zeros(2, 8)
+        t[0, a], t[0, 4 + 0] = 1.0, 1.0
+        t[1, b], t[1, 4 + 1] = 1.0, 1.0
+        return t
+
+    def target(a, b):
+        m = torch.zeros(2, 4, 4)
+        m[:, :, :2] = vocab[a].view(2, 1, 1)
+        m[:, :, 2:] = vocab[b].view(2, 1, 1)
+        return m.flatten()
+
+    train = [p for p in pairs if p not in held]
+    tok = torch.stack([tokens(*p) for p in train])
+    text = tok.mean(1)  # a pooled feature that does not know the order
+    torch.manual_seed(0)
+    pol = TokenConditionalPolicy((2, 4, 4), 8, 8, pool=2, key_dim=8, modes=2)
+    curve = distill(pol, text, torch.stack([target(*p) for p in train]), torch.zeros(len(train), 32), steps=1500,
+                    lr=3e-2, weight_decay=0.0, tokens=tok)
+    assert curve[-1] < 0.01 * curve[0], (curve[0], curve[-1])
+    for p in held:
+        t = tokens(*p)
+        mu, _ = pol(t.mean(0), t)
+        err = (mu - target(*p)).pow(2).mean() / target(*p).pow(2).mean()
+        assert err < 0.05, (p, float(err))
+
+
+def test_tokens_policy_trains_file_round_trips_and_samples_for_any_prompt(pipe, targets, tmp_path):
+    from findcli.conditional import conditional_meta, policy_file_for
+
+    res = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(arch="tokens", iterations=4, net_lr=3e-2))
+    assert res.policy.kind == "tokens" and res.images == 4 * 2 * 8
+    assert any(v.abs().sum() > 0 for v in (res.policy.value.weight, res.policy.value.bias))  # the network moved
+    f = tmp_path / "tok.pt"
+    save_conditional(f, res.policy, conditional_meta(pipe, _cfg(arch="tokens"), PROMPTS, "synthetic", res))
+    back, meta = load_conditional(f)
+    assert back.kind == "tokens"
+    for p in [*PROMPTS, "a prompt it never saw"]:
+        a, b = policy_file_for(res.policy, meta, pipe, p).policy, policy_file_for(back, meta, pipe, p).policy
+        assert torch.equal(a.mu, b.mu) and torch.equal(a.log_sigma, b.log_sigma)
+    with pytest.raises(FindError, match="arch must be one of"):
+        ConditionalConfig(arch="transformer").validate()

@@ -40,6 +40,9 @@ def train(
                                                                  "prompts drawn per iteration (default 8)")] = None,
     net_lr: Annotated[Optional[float], typer.Option("--net-lr", help="--conditional: Adam lr of the network and its "
                                                     "bases (--lr: of the shared per-element μ0, log σ0)")] = None,
+    arch: Annotated[Optional[str], typer.Option("--arch", help="--conditional: the network, mlp (pooled text "
+                                                "feature -> low-rank basis) or tokens (a coarse latent grid "
+                                                "attending to the prompt's token embeddings)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
                                                 "resumed run's); its checkpoint OUT.ckpt.pt and side files "
                                                 "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
@@ -129,12 +132,12 @@ def train(
                            init=init, resume=resume, device=device.value, dtype=dtype.value,
                            kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
     if conditional:
-        _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr)
+        _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr, arch)
         return
-    if prompts_per_iteration is not None or net_lr is not None:
+    if prompts_per_iteration is not None or net_lr is not None or arch is not None:
         from findcli.errors import FindError
 
-        raise FindError("--prompts-per-iteration and --net-lr go with --prompts FILE --conditional")
+        raise FindError("--prompts-per-iteration, --net-lr and --arch go with --prompts FILE --conditional")
     if prompts is not None or out_dir is not None:
         _train_set(prompts, out_dir, request)
         return
@@ -147,7 +150,7 @@ def train(
         raise typer.Exit(INTERRUPTED_EXIT)
 
 
-def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr) -> None:
+def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr, arch) -> None:
     """--prompts FILE --conditional --out cond.pt: one network over the set (findcli.conditional)."""
     from findcli.conditional import SHARED_OPTIONS, ConditionalRequest, train_conditional_file
     from findcli.errors import FindError
@@ -171,6 +174,8 @@ def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, ne
         given["prompts_per_iteration"] = prompts_per_iteration
     if net_lr is not None:
         given["net_lr"] = net_lr
+    if arch is not None:
+        given["arch"] = arch
     view = _ConditionalView()
     try:
         train_conditional_file(ConditionalRequest(prompts, out, given, request.model, request.reward,
@@ -193,7 +198,8 @@ class _ConditionalView:
         if kind == "start":
             cfg = data["cfg"]
             console.print("find train --conditional", style="bold", end=" ")
-            console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  rank={cfg.rank}  "
+            net = f"arch=tokens pool={cfg.pool}" if cfg.arch == "tokens" else f"arch=mlp rank={cfg.rank}"
+            console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  {net}  "
                           f"{cfg.prompts_per_iteration} prompts x {cfg.batch} images per iteration, "
                           f"{cfg.iterations} iterations")
             self.progress = Progress("train", cfg.iterations).__enter__()

@@ -17,6 +17,7 @@ What a family module provides (a subclass of Generator):
   pack(z)           the latents the pipeline takes (identity for most; FLUX packs 2x2 patches)
   decode(latents)   what the pipeline's output_type="pt" does after the loop, in [0, 1]
   pooled_text()     (E,) float32 text feature for the value net
+(token_text(), the per-token prompt_embeds, is shared: every family's encode() names them so.)
 
 Pipelines multiply given latents by scheduler.init_noise_sigma where they should (SD family) and
 use them as given elsewhere (flow matching): the policy lives on unit-variance noise for every
@@ -154,6 +155,15 @@ class Generator:
     def text_features(self) -> torch.Tensor:
         with torch.no_grad():
             return self.pooled_text().reshape(-1).float().cpu()
+
+    def token_text(self) -> torch.Tensor:
+        """(L, E) float32 per-token prompt embeddings, the `prompt_embeds` the denoiser cross-attends
+        (the conditional policy's tokens architecture reads them)."""
+        pe = self.embeds.get("prompt_embeds")
+        if pe is None:
+            raise FindError(f"this {self.family} model gives no per-token prompt embeddings; use the conditional "
+                            "policy's mlp architecture (--set arch=mlp)")
+        return pe[0].reshape(pe.shape[1], -1).float().cpu()
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
