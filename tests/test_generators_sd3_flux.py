@@ -116,6 +116,7 @@ def test_flux_rollout_equals_stock_pipeline_call_bitwise(flux, flux_schnell, var
     assert images.shape == (3, 3, 16, 16) and images.dtype == torch.float32
     assert torch.equal(images, stock(pipe, gen, z, 2, 3.5))
     assert gen.text_features().shape == (16,)  # the CLIP pooled output
+    assert torch.equal(gen.token_text(), gen.embeds["prompt_embeds"][0].float())  # (L, D): the T5 tokens
     if variant == "dev":  # guidance_scale reaches the transformer: another value, another image
         other = generator_for(pipe, PROMPT, SamplerSettings(steps=2, guidance=1.0, height=16, width=16))
         assert not torch.equal(other(z), images)

@@ -115,6 +115,14 @@ def test_pooled_text_is_one_vector_that_depends_on_the_prompt(pipes, name):
         assert a.shape == (pipes[name].text_encoder.config.d_model,)
 
 
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_token_text_is_the_prompt_embeds_the_denoiser_cross_attends(pipes, name):
+    gen = generator_for(pipes[name], PROMPT, SamplerSettings(steps=2))
+    t = gen.token_text()
+    assert t.dtype == torch.float32 and t.ndim == 2
+    assert torch.equal(t, gen.embeds["prompt_embeds"][0].float().cpu())  # (L, E): what the pipeline is given
+
+
 def test_sdxl_without_guidance_passes_no_negative_embeddings(pipes):
     gen = generator_for(pipes["sdxl"], PROMPT, SamplerSettings(steps=2, guidance=1.0))
     assert set(gen.embeds) == {"prompt_embeds", "pooled_prompt_embeds"}
