@@ -7,6 +7,7 @@ evaluation is `find eval --prompts TEST --policy cond.pt` (findcli.evaluation.ru
         --test benchmarks/prompts/conditional_test.txt --n 32 --eval-seed 1 --out runs/cond/cond.pt \
         --json runs/cond/cond.json [--set net_lr=0.01 iterations=100] [--ceiling CEILING.json]
     OMP_NUM_THREADS=1 python benchmarks/conditional.py --policy runs/cond/distill.pt --test ... --json ...
+    OMP_NUM_THREADS=1 python benchmarks/conditional.py --test ... --prior-sigma 0.8 0.6 --json ...  # N(0, s² I)
 
 The per-prompt ceiling is `benchmarks/bench_suite.py --suite .../conditional_test.txt --n 32
 --eval-seed 1` (FIND's defaults trained on each test prompt itself): same n and eval seed, so the
@@ -36,6 +37,9 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="ConditionalConfig overrides, e.g. net_lr=0.01")
     ap.add_argument("--eval-train", action="store_true", help="also evaluate on the training prompts")
     ap.add_argument("--ceiling", default=None, help="bench_suite.py JSON of per-prompt FIND on the test prompts")
+    ap.add_argument("--prior-sigma", type=float, nargs="*", default=[],
+                    help="also judge N(0, s² I) for each s on the test prompts (same ε): the prompt-agnostic "
+                         "temperature a conditional policy has to beat")
     a = ap.parse_args()
 
     from findcli import atomic, shapes
@@ -46,8 +50,10 @@ def main() -> None:
     from findcli.training import build_reward
 
     out: dict = {"test_file": a.test, "n": a.n, "eval_seed": a.eval_seed, "torch_threads": torch.get_num_threads()}
+    if a.policy is None and a.train is None and not a.prior_sigma:
+        ap.error("give --train (train a policy), --policy (evaluate one) or --prior-sigma")
     policy = Path(a.policy) if a.policy else Path(a.out)
-    if a.policy is None:
+    if a.policy is None and a.train is not None:
         cfg = ConditionalConfig()
         for kv in a.set:
             k, v = kv.split("=", 1)
@@ -77,7 +83,10 @@ def main() -> None:
                   f"{rec['policy']['success_rate']:.2f}", flush=True)
         return r["results"], r["summary"]
 
-    out["test"], out["test_summary"] = evaluate(a.test)
+    if a.prior_sigma:
+        out["prior_sigma"] = prior_sigma(a.test, a.prior_sigma, a.n, a.eval_seed)
+    if a.policy is not None or a.train is not None:
+        out["test"], out["test_summary"] = evaluate(a.test)
     if a.eval_train and a.train:
         out["train"], out["train_summary"] = evaluate(a.train)
     if a.ceiling:
@@ -96,7 +105,34 @@ def main() -> None:
             print(json.dumps(out["vs_ceiling"]))
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(a.json, json.dumps(out, indent=1))
-    print(json.dumps(out["test_summary"]["overall"], indent=1))
+    if "test_summary" in out:
+        print(json.dumps(out["test_summary"]["overall"], indent=1))
+
+
+def prior_sigma(suite: str, sigmas: list[float], n: int, seed: int) -> dict:
+    """{s: {mean, per_prompt}}: the judge's success of N(0, s² I) on each prompt of `suite`, drawn from
+    the eval namespace's ε (seed), so s = 1 is exactly the N(0, I) arm of the evaluation."""
+    import math
+
+    from findcli import shapes
+    from findcli.evaluation import read_suite
+    from findcli.pipeline import SamplerSettings, latent_shape, load_runtime
+    from findcli.policy import GaussianPolicy
+    from findcli.sampling import draw
+
+    _, _, pipe, _ = load_runtime(None, "auto")
+    shape = latent_shape(pipe)
+    prompts = [p for p, _ in read_suite(suite)]
+    out = {}
+    for s in sigmas:
+        pol = GaussianPolicy(shape, torch.zeros(math.prod(shape)), torch.full((math.prod(shape),), math.log(s)))
+        rates = []
+        for p in prompts:
+            ok, _ = shapes.IMAGE_WORLD.judge_images(draw(pipe, p, SamplerSettings(), seed, n, pol, False).policy_images, p)
+            rates.append(float(ok.float().mean()))
+        out[str(s)] = {"mean": sum(rates) / len(rates), "per_prompt": dict(zip(prompts, rates))}
+        print(f"N(0, {s}² I) on {suite}: success {out[str(s)]['mean']:.3f}", flush=True)
+    return out
 
 
 if __name__ == "__main__":
