@@ -114,11 +114,9 @@ def prior_sigma(suite: str, sigmas: list[float], n: int, seed: int) -> dict:
     the eval namespace's ε (seed), so s = 1 is exactly the N(0, I) arm of the evaluation."""
     import math
 
-    from findcli import shapes
-    from findcli.evaluation import read_suite
+    from findcli.evaluation import read_suite, success_rate
     from findcli.pipeline import SamplerSettings, latent_shape, load_runtime
     from findcli.policy import GaussianPolicy
-    from findcli.sampling import draw
 
     _, _, pipe, _ = load_runtime(None, "auto")
     shape = latent_shape(pipe)
@@ -126,10 +124,7 @@ def prior_sigma(suite: str, sigmas: list[float], n: int, seed: int) -> dict:
     out = {}
     for s in sigmas:
         pol = GaussianPolicy(shape, torch.zeros(math.prod(shape)), torch.full((math.prod(shape),), math.log(s)))
-        rates = []
-        for p in prompts:
-            ok, _ = shapes.IMAGE_WORLD.judge_images(draw(pipe, p, SamplerSettings(), seed, n, pol, False).policy_images, p)
-            rates.append(float(ok.float().mean()))
+        rates = [success_rate(pipe, p, SamplerSettings(), seed, n, pol) for p in prompts]
         out[str(s)] = {"mean": sum(rates) / len(rates), "per_prompt": dict(zip(prompts, rates))}
         print(f"N(0, {s}² I) on {suite}: success {out[str(s)]['mean']:.3f}", flush=True)
     return out

@@ -66,7 +66,7 @@ def main() -> None:
     cfg = ConditionalConfig(arch=a.arch, rank=a.rank, pool=a.pool, learn_sigma=not a.sigma_one)
     torch.manual_seed(0)
     pol = build_policy(cfg, shape, rollouts[0].latent_layout, text, tokens)
-    pol.groups(cfg)  # σ = 1: freezes the σ path
+    pol.set_learn_sigma(cfg.learn_sigma)
     t0 = time.perf_counter()
     curve = distill(pol, text, torch.stack(mus), torch.stack(lss), steps=a.steps, weight_decay=a.weight_decay,
                     tokens=tokens)

@@ -47,11 +47,9 @@ def main() -> None:
     a = ap.parse_args()
 
     from findcli import atomic
-    from findcli import shapes
-    from findcli.evaluation import read_suite
+    from findcli.evaluation import read_suite, success_rate
     from findcli.pipeline import SamplerSettings, load_runtime
     from findcli.policy import GaussianPolicy, load_policy
-    from findcli.sampling import draw
 
     wanted = {p for p, _ in read_suite(a.train)}
     pols = {}
@@ -66,11 +64,8 @@ def main() -> None:
     _, _, pipe, _ = load_runtime(None, "auto")
     settings = SamplerSettings()
 
-    def success(prompt: str, policy: GaussianPolicy | None) -> float:
-        """The judge's success rate on n eval-namespace draws (policy None: N(0, I), the same ε)."""
-        d = draw(pipe, prompt, settings, a.eval_seed, a.n, policy, baseline=policy is None)
-        ok, _ = shapes.IMAGE_WORLD.judge_images(d.baseline_images if policy is None else d.policy_images, prompt)
-        return float(ok.float().mean())
+    def success(prompt: str, policy: GaussianPolicy | None) -> float:  # policy None: N(0, I), the same ε
+        return success_rate(pipe, prompt, settings, a.eval_seed, a.n, policy)
 
     out: dict = {"n": a.n, "eval_seed": a.eval_seed, "groups": {}}
     for g, prompts in sorted(groups.items()):

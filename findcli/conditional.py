@@ -137,11 +137,20 @@ class ConditionalPolicy(nn.Module):
         mu, log_sigma = self(text.to(dev), None if tokens is None else tokens.to(dev))
         return GaussianPolicy(self.latent_shape, mu.detach().clone(), log_sigma.detach().clone()).to(mu.device)
 
+    def set_learn_sigma(self, learn: bool) -> None:
+        """False: σ = 1 for every prompt from now on (W and s0 zeroed and frozen; the MLP's b half then
+        gets no gradient through them). True: W and s0 train again."""
+        if not learn:
+            with torch.no_grad():
+                self.W.zero_()
+                self.s0.zero_()
+        self.W.requires_grad_(learn)
+        self.s0.requires_grad_(learn)
+
     def groups(self, cfg: ConditionalConfig) -> list[dict]:
-        if not cfg.learn_sigma:  # W, s0 stay zero and the MLP's b half gets no gradient through them
-            nn.init.zeros_(self.W)
-            self.W.requires_grad_(False)
-            self.s0.requires_grad_(False)
+        """Adam's parameter groups for cfg (after set_learn_sigma(cfg.learn_sigma))."""
+        self.set_learn_sigma(cfg.learn_sigma)
+        if not cfg.learn_sigma:
             return [{"params": [self.mu0], "lr": cfg.lr}, {"params": [self.U, *self.mlp.parameters()], "lr": cfg.net_lr}]
         return [{"params": [self.mu0, self.s0], "lr": cfg.lr},
                 {"params": [self.U, self.W, *self.mlp.parameters()], "lr": cfg.net_lr}]
@@ -204,13 +213,17 @@ class TokenConditionalPolicy(nn.Module):
                 "token_dim": self.token_dim, "pool": self.pool, "key_dim": self.key_dim, "modes": self.modes,
                 "channel_axis": self.channel_axis}
 
-    def attention(self, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """(P, E), (P, L, E_tok) -> (P, S, L + 1) attention of each grid cell over the tokens and the null."""
-        g = (text.float() - self.text_mean) / self.text_std
-        t = (tokens.float() - self.token_mean) / self.token_std
+    def _standardise(self, text: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((text.float() - self.text_mean) / self.text_std, (tokens.float() - self.token_mean) / self.token_std)
+
+    def _attend(self, g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         q = self.q0 + torch.einsum("pm,msd->psd", self.mode(g), self.qm)
         k = torch.cat([self.key(t), self.null_key.expand(t.shape[0], 1, -1)], dim=1)
         return torch.softmax(q @ k.transpose(1, 2) / math.sqrt(self.key_dim), dim=-1)
+
+    def attention(self, text: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """(P, E), (P, L, E_tok) -> (P, S, L + 1) attention of each grid cell over the tokens and the null."""
+        return self._attend(*self._standardise(text, tokens))
 
     def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         if tokens is None:
@@ -219,8 +232,9 @@ class TokenConditionalPolicy(nn.Module):
         g = text.reshape(-1, self.text_dim)
         t = tokens.reshape(g.shape[0], -1, self.token_dim)
         p, c = g.shape[0], self.channels
-        a = self.attention(g, t)
-        v = self.value((t.float() - self.token_mean) / self.token_std)
+        g, t = self._standardise(g, t)
+        a = self._attend(g, t)
+        v = self.value(t)
         v = torch.cat([v, v.new_zeros(p, 1, 2 * c)], dim=1)  # the null token moves nothing
         out = (a @ v).transpose(1, 2).reshape(p, 2 * c * math.prod(self.lead), *self.grid[-2:])
         out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
@@ -234,11 +248,21 @@ class TokenConditionalPolicy(nn.Module):
 
     policy_for = ConditionalPolicy.policy_for
 
+    def set_learn_sigma(self, learn: bool) -> None:
+        """False: σ = 1 for every prompt from now on (the Δ log σ half gated off, s0 zeroed and frozen).
+        True: both train again. The Δ log σ head gets no gradient while the gate is closed, so a network
+        that had it closed from the start (e.g. fitted with σ = 1) reopens at σ = 1."""
+        with torch.no_grad():
+            self.sigma_gate.fill_(1.0 if learn else 0.0)
+            if not learn:
+                self.s0.zero_()
+        self.s0.requires_grad_(learn)
+
     def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        """Adam's parameter groups for cfg (after set_learn_sigma(cfg.learn_sigma))."""
+        self.set_learn_sigma(cfg.learn_sigma)
         net = [q for n, q in self.named_parameters() if n not in ("mu0", "s0")]
         if not cfg.learn_sigma:
-            self.sigma_gate.zero_()
-            self.s0.requires_grad_(False)
             return [{"params": [self.mu0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
         return [{"params": [self.mu0, self.s0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
 

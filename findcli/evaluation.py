@@ -96,6 +96,19 @@ def evaluate_prompt(pipe, prompt: str, settings: SamplerSettings, reward, n: int
     return record
 
 
+def success_rate(pipe, prompt: str, settings: SamplerSettings, seed: int, n: int,
+                 policy: GaussianPolicy | None = None, builtin: bool = True, max_batch: int = 16) -> float:
+    """The judge's success rate on one arm of `evaluate_prompt`'s draw alone: `policy`'s n eval-namespace
+    images (None: N(0, I)'s), without the other arm or a reward (analyses that judge many policies on
+    one prompt draw its baseline once)."""
+    world = _world(builtin)
+    if world is None:
+        raise FindError("success_rate needs a world with a judge (builtin=True or a findcli.shapes.World)")
+    d = draw(pipe, prompt, settings, seed, n, policy, baseline=policy is None, max_batch=max_batch)
+    ok, _ = world.judge_images(d.baseline_images if policy is None else d.policy_images, prompt)
+    return float(ok.float().mean())
+
+
 def summarize(records: list[dict]) -> dict:
     """Per-category and overall means of success rate and reward, each arm, **paired**: when some
     prompts have a policy, both arms are averaged over those prompts only (so a gain is never a

@@ -342,3 +342,22 @@ def test_tokens_policy_trains_file_round_trips_and_samples_for_any_prompt(pipe, 
         assert torch.equal(a.mu, b.mu) and torch.equal(a.log_sigma, b.log_sigma)
     with pytest.raises(FindError, match="arch must be one of"):
         ConditionalConfig(arch="transformer").validate()
+
+
+@pytest.mark.parametrize("arch", ["mlp", "tokens"])
+def test_sigma_frozen_then_reopened_starts_at_one_and_then_learns(pipe, targets, arch):
+    # a network fitted with σ = 1 (set_learn_sigma(False), as conditional_distill.py --sigma-one does)
+    # and trained on with σ learned (train_conditional(init=...)) starts at σ = 1 for every prompt
+    # and its σ then moves
+    from findcli.pipeline import Rollout, SamplerSettings
+
+    cfg = _cfg(arch=arch, iterations=3)
+    frozen = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(arch=arch, iterations=2, learn_sigma=False)).policy
+    ro = [Rollout(pipe, p, SamplerSettings(**SAMPLER)) for p in PROMPTS]
+    text = torch.stack([r.text_features() for r in ro])
+    tokens = torch.stack([r.token_text() for r in ro])
+    assert torch.equal(frozen(text, tokens)[1], torch.zeros(2, frozen.dim))
+    frozen.set_learn_sigma(True)
+    assert torch.equal(frozen(text, tokens)[1], torch.zeros(2, frozen.dim))  # reopened: still σ = 1
+    res = train_conditional(pipe, PROMPTS, _reward(targets), cfg, init=frozen)
+    assert res.policy(text, tokens)[1].abs().sum() > 0

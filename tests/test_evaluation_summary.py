@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from findcli.errors import FindError
 from findcli.evaluation import summarize
 
 
@@ -46,3 +47,22 @@ def test_rank_auc_against_hand_counted_pairs():
     assert rank_auc(torch.ones(4), torch.tensor([True, False, True, False])) == 0.5  # a blind score
     assert rank_auc(torch.arange(4.0), torch.tensor([False, False, True, True])) == 1.0
     assert math.isnan(rank_auc(torch.ones(3), torch.ones(3, dtype=torch.bool)))
+
+
+def test_success_rate_is_evaluate_prompts_arm_on_the_same_draw():
+    """Oracle: evaluate_prompt's paired record (both arms from one draw); success_rate judges one arm
+    alone and must give exactly its success rate, for a policy and for N(0, I)."""
+    from findcli.evaluation import evaluate_prompt, success_rate
+    from findcli.pipeline import SamplerSettings, load_pipeline
+    from findcli.policy import GaussianPolicy
+    from findcli.shapes.judge import judge_reward
+
+    pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
+    g = torch.Generator().manual_seed(0)
+    pol = GaussianPolicy((4, 16, 16), torch.randn(1024, generator=g), torch.full((1024,), -0.5))
+    settings, prompt = SamplerSettings(steps=4), "two red cubes"
+    rec = evaluate_prompt(pipe, prompt, settings, judge_reward, 6, 3, pol)
+    assert success_rate(pipe, prompt, settings, 3, 6, pol) == rec["policy"]["success_rate"]
+    assert success_rate(pipe, prompt, settings, 3, 6) == rec["baseline"]["success_rate"]
+    with pytest.raises(FindError, match="judge"):
+        success_rate(pipe, prompt, settings, 3, 2, builtin=False)
