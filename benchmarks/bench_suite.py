@@ -46,7 +46,7 @@ def main() -> None:
     from findcli import atomic, shapes
     from findcli.config import default
     from findcli.engine import FindTrainer
-    from findcli.evaluation import evaluate_prompt, slug, summarize
+    from findcli.evaluation import evaluate_prompt, slug, success_rate, summarize
     from findcli.pipeline import SamplerSettings, load_runtime
     from findcli.training import build_reward
 
@@ -79,18 +79,33 @@ def main() -> None:
         else:
             trainer = FindTrainer(cfg, pipe, train_reward, path)
             trainer.run(write_outputs=False)
-            policy, reused = trainer.policy, False
+            # the policy find train writes (--keep best: the best validated one, else the last)
+            policy, reused = trainer.kept_policy(), False
         t_train = time.perf_counter() - t0
         settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
         rec = evaluate_prompt(pipe, prompt, settings, reward, args.n, args.eval_seed, policy, True,
                               cfg.max_batch, category)
         rec["train_s"] = None if reused else round(t_train, 2)
         rec["reused_policy"] = reused
+        if not reused:  # the training curve: batch reward mean / std, and whether the std floor set the scale
+            rows = [m for m in trainer.metrics if not m.get("skipped")]
+            rec["train"] = {"reward_mean": [round(m["reward_mean"], 4) for m in rows],
+                            "reward_std": [round(m["reward_std"], 4) for m in rows],
+                            "std_floored": [int(m.get("std_floored", False)) for m in rows]}
+        if not reused and cfg.keep == "best" and trainer.best is not None:
+            # which iteration was kept, and the last policy judged on the same eval draw (paired)
+            rec["kept"] = {"iteration": trainer.best["iteration"], "score": trainer.best["score"],
+                           "last_iteration": trainer.iteration,
+                           "last_success_rate": rec["policy"]["success_rate"] if trainer.best["iteration"]
+                           == trainer.iteration else success_rate(pipe, prompt, settings, args.eval_seed, args.n,
+                                                                  trainer.policy, True, cfg.max_batch)}
         records.append(rec)
         b, p = rec["baseline"], rec["policy"]
         print(f"[{i + 1}/{len(suite)}] {category:<18} {prompt:<45} success {b['success_rate']:.2f} -> "
               f"{p['success_rate']:.2f}   reward {b['mean_reward']:.4f} -> {p['mean_reward']:.4f}   "
-              f"train {t_train:.0f}s", flush=True)
+              f"train {t_train:.0f}s" + (f"   kept @{rec['kept']['iteration']} (last "
+                                         f"{rec['kept']['last_success_rate']:.2f})" if "kept" in rec else ""),
+              flush=True)
         result = {"suite": args.suite, "start": args.start, "train_reward": args.reward, "train_seed": args.train_seed, "n": args.n, "eval_seed": args.eval_seed, "config": cfg.to_dict(),
                   "device": str(dev), "torch_threads": torch.get_num_threads(),
                   "wall_s": round(time.perf_counter() - t_start, 1), "results": records,

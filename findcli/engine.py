@@ -13,8 +13,8 @@ One iteration reads top to bottom in two phases:
            toward N(0, I) (fused forward+backward on CUDA). The loss is multiplied by D
            (d_invariant), so each element's gradient, and Adam's step, do not shrink with the latent size.
   GUARDS   an optional check reward is scored on every batch (logged, never in the gradient);
-           --keep best scores the policy on a fixed validation draw every `validate_every` iterations
-           and writes the best one at the end.
+           --keep best scores the policy on a fixed validation draw before the first iteration and
+           every `validate_every` iterations, and writes the best one at the end.
 
 Files: the policy OUT.pt (μ, σ, metadata: what users share), the checkpoint OUT.ckpt.pt beside it
 (value net, optimiser moments, replay buffer: what --resume reads), and the side files of
@@ -277,7 +277,8 @@ class FindTrainer:
     @torch.no_grad()
     def validate(self) -> dict:
         """--keep best: score the current policy on the fixed validation draw (namespace "validation",
-        the same ε at every call, never a training ε) and remember it if it is the best so far."""
+        the same ε at every call, never a training ε) and remember it if it is the best so far (ties
+        keep the earlier policy, the start's included)."""
         cfg = self.cfg
         seed = noise_seed("validation", cfg.seed)
         z, _ = self.policy.sample(seed, cfg.validate_n)
@@ -397,13 +398,14 @@ class FindTrainer:
         # Reward units. adv_norm "running": the value net lives in first-batch units u = (r - m0)/s0 and
         # A is divided by the running std s_t (RewardNormalizer), so r -> a·r + b leaves A unchanged and
         # the KL weight and the clip act against unit-spread advantages on every reward. "none": raw r.
-        scale = 1.0
+        scale, floored = 1.0, False
         if cfg.adv_norm == "running":
             self.normalizer.observe(batch.raw)
             if not self.normalizer.ready:
                 return None
             target = self.normalizer.units(batch.raw)  # (K,) float32
             scale = self.normalizer.scale()
+            floored = self.normalizer.floored()
         else:
             target = batch.rewards
 
@@ -431,7 +433,7 @@ class FindTrainer:
         agg = policy_update(policy, self.opt, zs, lps, advs, cfg, self.shard)
         self._check_finite()
         return {"v": float(v.detach()), "value_loss": float(value_loss.detach()), "adv": adv.detach(),
-                "scale": scale, "agg": agg, "replay_samples": int(zs.shape[0])}
+                "scale": scale, "floored": floored, "agg": agg, "replay_samples": int(zs.shape[0])}
 
     # ---------------------------------------------------------------- metrics
 
@@ -445,7 +447,7 @@ class FindTrainer:
             # V in the reward's own units (the net predicts first-batch units under adv_norm running)
             "value_reward": v * self.normalizer.s0 + self.normalizer.m0 if cfg.adv_norm == "running" else v,
             "adv_mean": adv.mean().item(), "adv_std": adv.std().item() if adv.numel() > 1 else 0.0,
-            "reward_scale": upd["scale"],
+            "reward_scale": upd["scale"], "std_floored": upd["floored"],  # the --adv-std-floor set the scale
             "approx_kl": agg.get("approx_kl", 0.0), "clipfrac": agg.get("clipfrac", 0.0),
             "ratio_mean": agg.get("ratio_mean", 1.0), "surrogate": agg.get("surrogate", 0.0),
             "loss": agg.get("loss", 0.0), "replay_samples": upd["replay_samples"],
@@ -482,8 +484,16 @@ class FindTrainer:
             except ValueError:  # not the main thread: signal handling is the caller's business
                 break
         try:
+            start = None
+            if cfg.keep == "best" and self.iteration == 0 and self.best is None:
+                # The policy the run starts from (N(0, I), or --init's) is a candidate too: a --keep best
+                # run never ends with a policy its own validation draw scores below where it began.
+                start = self.validate()
             while self.iteration < cfg.iterations and self._stopping() is None:
                 m = self.step()
+                if start is not None:  # the start's score rides on the first iteration's row
+                    m.update({"start_validation_score": start["validation_score"]})
+                    start = None
                 if self.shard is not None:  # every rank stops after the same iteration
                     self._agreed_stop = self.shard.agree(self._stop)
                 if cfg.keep == "best" and (self.iteration % cfg.validate_every == 0

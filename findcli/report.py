@@ -49,9 +49,10 @@ def write_reward_curve(metrics: list[dict], path: Path, title: str) -> str:
         if crows:
             ax2.plot([m["iteration"] for m in crows], [m["check_mean"] for m in crows], color="tab:red",
                      label="check reward (batch mean)")
-        if vals:
-            ax2.plot([m["iteration"] + 1 for m in vals], [m["validation_score"] for m in vals], "o:",
-                     color="tab:green", label="validation draw score")
+        if vals:  # the start's score (before iteration 1) at x = 0, then one point per validation
+            start = [(0, metrics[0]["start_validation_score"])] if "start_validation_score" in metrics[0] else []
+            pts = start + [(m["iteration"] + 1, m["validation_score"]) for m in vals]
+            ax2.plot([x for x, _ in pts], [y for _, y in pts], "o:", color="tab:green", label="validation draw score")
         ax2.set_ylabel("check / validation score")
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2

@@ -108,6 +108,10 @@ class RewardNormalizer:
         s = max(float(torch.tensor(self.history, dtype=torch.float64).std()), self.floor)
         return s / self.s0 if s > 0 else 1.0
 
+    def floored(self) -> bool:
+        """Whether the floor sets the scale now (the window's spread is below it)."""
+        return float(torch.tensor(self.history, dtype=torch.float64).std()) < self.floor
+
     def state_dict(self) -> dict:
         return {"window": self.window, "floor": self.floor, "history": list(self.history), "m0": self.m0, "s0": self.s0}
 

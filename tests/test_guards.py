@@ -2,7 +2,8 @@
 
 Oracles: the same run without the check reward (identical μ, σ: the check reward cannot have entered
 the gradient); a truncated keep-last run (the policy --keep best keeps equals the policy of that
-iteration, bit for bit); a check reward that prefers the prior, so that the best policy is known.
+iteration, bit for bit); a check reward that prefers the prior, so that the kept policy is N(0, I)
+exactly (the start is a candidate).
 """
 
 import json
@@ -35,7 +36,7 @@ def rewards(tiny_pipeline_dir, tmp_path_factory):
     (d / "guard_rewards.py").write_text(
         "import torch\n"
         f"T = torch.load({str(d / 'target.pt')!r})\n"
-        "CALLS = {'boom': 0, 'nan': 0}\n"
+        "CALLS = {'boom': 0, 'nan': 0, 'peak': 0}\n"
         "def main(images, prompts):\n"
         "    return -100.0 * ((images - T) ** 2).flatten(1).mean(1)\n"
         "def far(images, prompts):\n"
@@ -45,6 +46,11 @@ def rewards(tiny_pipeline_dir, tmp_path_factory):
         "    if CALLS['boom'] >= 2:\n"
         "        raise RuntimeError('check reward broke')\n"
         "    return main(images, prompts)\n"
+        "def peak(images, prompts):\n"
+        "    if images.shape[0] != 6:\n"
+        "        return main(images, prompts)\n"
+        "    CALLS['peak'] += 1\n"
+        "    return torch.full((6,), -abs(CALLS['peak'] - 2.0))\n"
         "def nan(images, prompts):\n"
         "    CALLS['nan'] += 1\n"
         "    r = main(images, prompts)\n"
@@ -82,13 +88,34 @@ def test_a_failing_check_reward_warns_once_and_training_continues(tiny_pipeline_
     assert load_policy(out).meta["iteration"] == 4
 
 
-def test_keep_best_keeps_the_policy_the_check_reward_prefers(tiny_pipeline_dir, rewards, tmp_path):
+def test_keep_best_keeps_the_start_when_no_later_policy_scores_higher(tiny_pipeline_dir, rewards, tmp_path):
     """`far` = -main: the more FIND follows main, the worse `far` scores, so the best validated policy
-    is the first one (after --validate-every 2 iterations): equal to a 2-iteration keep-last run."""
+    is the one the run started from, N(0, I): μ = 0 and log σ = 0 exactly (closed form)."""
+    best = tmp_path / "best" / "out.pt"
+    res = invoke("train", PROMPT, "--model", tiny_pipeline_dir, "--reward", f"{rewards}:main", *FAST,
+                 "--iterations", 8, "--check-reward", f"{rewards}:far", "--keep", "best", "--validate-every", 2,
+                 "--validate-n", 4, "--out", best)
+    assert res.exit_code == 0, res.output
+    assert "kept: the starting policy" in res.output
+    pb = load_policy(best)
+    assert pb.meta["kept"]["mode"] == "best" and pb.meta["kept"]["iteration"] == 0
+    assert pb.meta["kept"]["scored_by"] == "check" and pb.meta["kept"]["last_iteration"] == 8
+    assert torch.equal(pb.policy.mu, torch.zeros_like(pb.policy.mu))
+    assert torch.equal(pb.policy.log_sigma, torch.zeros_like(pb.policy.log_sigma))
+    r = rows(best)
+    start, scores = r[0]["start_validation_score"], [m["validation_score"] for m in r if "validation_score" in m]
+    assert len(scores) == 4 and start == pb.meta["kept"]["score"] and start > max(scores)
+    # the train state still holds the last policy: --resume continues the run, not the kept one
+    assert not torch.equal(load_checkpoint(best)[1]["last_mu"], pb.policy.mu.reshape(-1))
+
+
+def test_keep_best_keeps_the_policy_the_check_reward_prefers(tiny_pipeline_dir, rewards, tmp_path):
+    """`peak` scores the k-th validation draw (k = 1 for the start) -|k - 2|, so the best validated
+    policy is the one after --validate-every 2 iterations: equal to a 2-iteration keep-last run."""
     best, short = tmp_path / "best" / "out.pt", tmp_path / "short" / "out.pt"
     common = [PROMPT, "--model", tiny_pipeline_dir, "--reward", f"{rewards}:main", *FAST]
-    res = invoke("train", *common, "--iterations", 8, "--check-reward", f"{rewards}:far", "--keep", "best",
-                 "--validate-every", 2, "--validate-n", 4, "--out", best)
+    res = invoke("train", *common, "--iterations", 8, "--check-reward", f"{rewards}:peak", "--keep", "best",
+                 "--validate-every", 2, "--validate-n", 6, "--out", best)
     assert res.exit_code == 0, res.output
     assert invoke("train", *common, "--iterations", 2, "--out", short).exit_code == 0
     pb, ps = load_policy(best), load_policy(short)
@@ -96,9 +123,7 @@ def test_keep_best_keeps_the_policy_the_check_reward_prefers(tiny_pipeline_dir, 
     assert pb.meta["kept"]["scored_by"] == "check" and pb.meta["kept"]["last_iteration"] == 8
     assert torch.equal(pb.policy.mu, ps.policy.mu)
     scores = [m["validation_score"] for m in rows(best) if "validation_score" in m]
-    assert len(scores) == 4 and max(scores) == scores[0] == pb.meta["kept"]["score"]
-    # the train state still holds the last policy: --resume continues the run, not the kept one
-    assert not torch.equal(load_checkpoint(best)[1]["last_mu"], pb.policy.mu.reshape(-1))
+    assert scores == [0.0, -1.0, -2.0, -3.0] and rows(best)[0]["start_validation_score"] == -1.0
 
 
 def test_keep_best_without_a_check_reward_scores_the_main_reward(tiny_pipeline_dir, rewards, tmp_path):

@@ -143,6 +143,7 @@ def test_normalizer_floor_bounds_the_scale_float64_oracle():
             n.observe(chunk)
         want = max(float(r[-16:].std()), floor) / float(r[:8].std())
         assert abs(n.scale() - want) < 1e-12, (floor, n.scale(), want)
+        assert n.floored() == (float(r[-16:].std()) < floor)  # the metric `std_floored` reports it
     assert float(r[-16:].std()) > wide  # the first floor did not bind: the plain running std
     # a saturated prompt: rewards that barely differ keep the scale at the floor, not at their noise
     n = RewardNormalizer(16, 0.2)

@@ -337,8 +337,11 @@ class _TrainView:
         if trainer.check_failed:
             console.print("check reward: failed during the run and was dropped (see the warning above)")
         if cfg.keep == "best" and trainer.best is not None:
-            console.print(f"kept: the policy after iteration {trainer.best['iteration']} (validation score "
-                          f"{trainer.best['score']:.4f} by the {trainer.best['scored_by']} reward), not the last one")
+            which = (f"the policy after iteration {trainer.best['iteration']}" if trainer.best["iteration"] else
+                     "the starting policy (no later one scored higher)")
+            last = ", not the last one" if trainer.best["iteration"] != trainer.iteration else ", the last one"
+            console.print(f"kept: {which} (validation score {trainer.best['score']:.4f} by the "
+                          f"{trainer.best['scored_by']} reward){last}")
         for name, path in result.files.items():
             console.print(f"  {name}: {path}")
 
