@@ -48,7 +48,7 @@ from findcli.errors import Aborted, FindError
 from findcli.pipeline import Rollout, SamplerSettings, warn
 from findcli.policy import GaussianPolicy, checkpoint_path, prior_noise, save_checkpoint, save_policy
 from findcli.seeds import noise_seed
-from findcli.rewards import reward_span
+from findcli.rewards import reward_range
 from findcli.value import RewardNormalizer, ValueNet, advantages
 
 # The signals that end a run gracefully (finish the iteration, save, exit as interrupted).
@@ -119,9 +119,12 @@ class FindTrainer:
         self.checkpoint = checkpoint_path(self.out)
         self._stop: int | None = None  # the signal number that asked the run to stop
         self._agreed_stop: int | None = None  # sample sharding: a stop signal any rank received (SampleShard.agree)
-        # The running std's floor in reward units: a fraction of the reward's declared range, if any.
-        span = reward_span(reward)
-        self.normalizer = RewardNormalizer(cfg.norm_window, cfg.adv_std_floor * span if span else 0.0)
+        # The running std's floor in reward units: a fraction of the reward's declared range, if any,
+        # in force while the window's mean is at or above lo + adv_std_floor_above × span.
+        rng = reward_range(reward)
+        self.normalizer = RewardNormalizer(cfg.norm_window, 0.0) if rng is None else RewardNormalizer(
+            cfg.norm_window, cfg.adv_std_floor * (rng[1] - rng[0]),
+            rng[0] + cfg.adv_std_floor_above * (rng[1] - rng[0]) if cfg.adv_std_floor_above > 0 else float("-inf"))
         # Guards against reward hacking: a check reward (never in the gradient) and --keep best.
         self.check_reward = check_reward  # None, or a reward; set to None for good if it fails
         self.check_failed = False

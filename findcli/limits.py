@@ -62,6 +62,7 @@ LIMITS: dict[str, Limit] = {
     "max_grad_norm": Limit(0, 1e6, hint="0 disables the clip"),
     "norm_window": Limit(2, 10_000_000, True),
     "adv_std_floor": Limit(0, 1e6, hint="a fraction of the reward's range; 0 disables the floor"),
+    "adv_std_floor_above": Limit(0, 1, hint="a fraction of the reward's range; 0 floors at every reward level"),
     "validate_every": Limit(1, 10_000_000, True),
     "validate_n": Limit(1, 4096, True),
     "max_batch": Limit(1, 4096, True),

@@ -617,17 +617,23 @@ class UserReward:
 # --------------------------------------------------------------------------------------------
 
 
-def reward_span(fn) -> float | None:
-    """hi - lo of a reward's declared `value_range = (lo, hi)` (the values it can take), or None when it
+def reward_range(fn) -> tuple[float, float] | None:
+    """A reward's declared `value_range = (lo, hi)` (the values it can take), checked, or None when it
     declares none. The built-in detector declares (0, 2); a `module:function` reward may set the
-    attribute on its function. TrainConfig.adv_std_floor is a fraction of this span."""
+    attribute on its function."""
     rng = getattr(fn, "value_range", None)
     if rng is None:
         return None
     lo, hi = (float(x) for x in rng)
     if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
         raise FindError(f"a reward's value_range must be two finite numbers lo < hi (got {rng!r})")
-    return hi - lo
+    return lo, hi
+
+
+def reward_span(fn) -> float | None:
+    """hi - lo of `reward_range(fn)`, or None. TrainConfig.adv_std_floor is a fraction of this span."""
+    rng = reward_range(fn)
+    return None if rng is None else rng[1] - rng[0]
 
 
 class CombinedReward:
@@ -636,10 +642,12 @@ class CombinedReward:
     def __init__(self, components: list[tuple[str, float, Callable]]):
         self.components = components
         self.spec = canonical_spec([(n, w) for n, w, _ in components])
-        # The sum's range, when every component declares one: Σ |w_k| · span_k (a span, from 0).
-        spans = [reward_span(fn) for _, _, fn in components]
-        if all(s is not None for s in spans):
-            self.value_range = (0.0, sum(abs(w) * s for (_, w, _), s in zip(components, spans)))
+        # The sum's range, when every component declares one: each w_k·[lo_k, hi_k] (ends swapped for
+        # w_k < 0) summed, so its span is Σ |w_k| · span_k.
+        ranges = [reward_range(fn) for _, _, fn in components]
+        if all(r is not None for r in ranges):
+            ends = [sorted((w * lo, w * hi)) for (_, w, _), (lo, hi) in zip(components, ranges)]
+            self.value_range = (sum(e[0] for e in ends), sum(e[1] for e in ends))
 
     def component_values(self, images: torch.Tensor, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Each component's unweighted (N,) float32 values on the images' device, for logging."""

@@ -72,7 +72,7 @@ class RewardNormalizer:
     first reward), `ready` is False and the caller skips the policy step.
     """
 
-    def __init__(self, window: int, floor: float = 0.0):
+    def __init__(self, window: int, floor: float = 0.0, floor_above: float = float("-inf")):
         self.window = int(window)
         # The smallest spread the scale s_t may take, in raw reward units (0: none). A reward that
         # declares its range (`value_range`) sets it to TrainConfig.adv_std_floor × that range: once a
@@ -82,6 +82,11 @@ class RewardNormalizer:
         # With the floor, such differences stay small and the KL pull toward N(0, I) holds the policy.
         # The floor scales with the declared range, so r -> a·r + b (range a·R) is still invariant.
         self.floor = float(floor)
+        # The floor binds only while the window's mean reward is at or above this level (raw units;
+        # -inf: at every level). Near the top of the range the spread is the reward's noise; near the
+        # bottom it is the signal of the first partial successes, which the floor would damp (§6.7's
+        # "a purple pyramid on a green pyramid"). A level in the declared range maps with r -> a·r + b.
+        self.floor_above = float(floor_above)
         self.history: list[float] = []  # the last `window` raw rewards, oldest first
         self.m0: float | None = None
         self.s0: float | None = None
@@ -102,22 +107,29 @@ class RewardNormalizer:
         assert self.ready
         return ((rewards.double() - self.m0) / self.s0).float()
 
+    def _floor_now(self) -> float:
+        """The floor in force: `floor` while the window's mean is at or above `floor_above`, else 0."""
+        if self.floor <= 0 or float(torch.tensor(self.history, dtype=torch.float64).mean()) < self.floor_above:
+            return 0.0
+        return self.floor
+
     def scale(self) -> float:
         """s_t / s0: the running std in reference units (1 right after the reference is set)."""
         assert self.ready
-        s = max(float(torch.tensor(self.history, dtype=torch.float64).std()), self.floor)
+        s = max(float(torch.tensor(self.history, dtype=torch.float64).std()), self._floor_now())
         return s / self.s0 if s > 0 else 1.0
 
     def floored(self) -> bool:
-        """Whether the floor sets the scale now (the window's spread is below it)."""
-        return float(torch.tensor(self.history, dtype=torch.float64).std()) < self.floor
+        """Whether the floor sets the scale now (in force, and the window's spread is below it)."""
+        return float(torch.tensor(self.history, dtype=torch.float64).std()) < self._floor_now()
 
     def state_dict(self) -> dict:
-        return {"window": self.window, "floor": self.floor, "history": list(self.history), "m0": self.m0, "s0": self.s0}
+        return {"window": self.window, "floor": self.floor, "floor_above": self.floor_above, "history": list(self.history), "m0": self.m0, "s0": self.s0}
 
     def load_state_dict(self, state: dict) -> None:
         self.window = int(state["window"])
         self.floor = float(state.get("floor", self.floor))  # checkpoints before the floor: the run's own
+        self.floor_above = float(state.get("floor_above", self.floor_above))
         self.history = [float(x) for x in state["history"]]
         self.m0 = None if state["m0"] is None else float(state["m0"])
         self.s0 = None if state["s0"] is None else float(state["s0"])

@@ -153,6 +153,21 @@ def test_normalizer_floor_bounds_the_scale_float64_oracle():
     assert abs(n.scale() - max(std, 0.2) / n.s0) < 1e-12
 
 
+def test_floor_binds_only_at_or_above_its_level_float64_oracle():
+    """floor_above: the floor is in force only while the window's mean is at or above the level; below
+    it the scale is the plain running std (closed form), as on a prompt whose batches all fail."""
+    low = torch.tensor([0.70, 0.75, 0.72, 0.74, 0.71, 0.73, 0.76, 0.70], dtype=torch.float64)
+    high = low + 1.2  # the same spread near the top of a (0, 2) range
+    for r, floored in ((low, False), (high, True)):
+        n = RewardNormalizer(16, 0.2, floor_above=1.0)
+        n.observe(r)
+        want = (0.2 if floored else float(r.std())) / float(r.std())
+        assert abs(n.scale() - want) < 1e-12 and n.floored() == floored, (float(r.mean()), n.scale(), want)
+    n = RewardNormalizer(16, 0.2, floor_above=float(low.mean()))  # exactly at the level: in force
+    n.observe(low)
+    assert n.floored() and abs(n.scale() - 0.2 / float(low.std())) < 1e-12
+
+
 def ranged_reward(target, a, b):
     """affine_reward with its declared range mapped by the same a, b (reward_span scales by a)."""
     fn = affine_reward(target, a, b)
@@ -185,6 +200,8 @@ def test_reward_span_of_the_built_in_rewards():
     h = lambda images, prompts: images.mean((1, 2, 3))  # noqa: E731
     h.value_range = (-1.0, 3.0)
     assert reward_span(CombinedReward([("g", 2.0, g), ("h", -0.5, h)])) == 2.0 * 1.0 + 0.5 * 4.0
+    # the range itself: 2·[0, 1] + (-0.5)·[-1, 3] = [0, 2] + [-1.5, 0.5]
+    assert CombinedReward([("g", 2.0, g), ("h", -0.5, h)]).value_range == (-1.5, 2.5)
     assert reward_span(CombinedReward([("g", 1.0, g), ("f", 1.0, f)])) is None
 
 
@@ -198,3 +215,28 @@ def test_a_user_functions_declared_range_reaches_the_trainer(tmp_path):
     assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:r", torch.device("cpu"))) == 1.0
     assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:r=2", torch.device("cpu"))) == 2.0
     assert reward_span(build_reward(f"{tmp_path / 'ranged.py'}:plain", torch.device("cpu"))) is None
+
+
+def test_floor_above_keeps_the_affine_invariance_and_switches_mid_run(pipe_and_target, tmp_path):
+    """A floor level between the run's first and last window means: the floor is in force for part of
+    the run only (checked from std_floored), and r -> a·r + b with the range mapped gives the same
+    trajectory; a level above every reward equals the run with no floor at all (oracle)."""
+    pipe, target = pipe_and_target
+    trajectory(pipe, ranged_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5)
+    rewards = [m["reward_mean"] for m in trajectory.metrics]
+    windows = [sum(rewards[: i + 1]) / (i + 1) for i in range(len(rewards))]  # window 64 > 5 batches of 4
+    lo, span = -50.0, 50.0  # ranged_reward(a=1, b=0)'s declared range
+    above = ((min(windows[1:]) + max(windows[1:])) / 2 - lo) / span
+    ref_mu, ref_ls = trajectory(pipe, ranged_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5,
+                                adv_std_floor_above=above)
+    floored = [m["std_floored"] for m in trajectory.metrics if "std_floored" in m]
+    assert any(floored) and not all(floored), floored  # the level is crossed during the run
+    for a, b in ((1e-3, 0.5), (1e3, 7.0)):
+        mu, ls = trajectory(pipe, ranged_reward(target, a, b), tmp_path, adv_std_floor=0.5,
+                            adv_std_floor_above=above)
+        torch.testing.assert_close(mu, ref_mu, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+        torch.testing.assert_close(ls, ref_ls, rtol=0, atol=1e-4, msg=f"a={a}, b={b}")
+    never_mu, _ = trajectory(pipe, ranged_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5,
+                             adv_std_floor_above=1.0)  # the top of the range: no reward reaches it
+    free_mu, _ = trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5)
+    assert torch.equal(never_mu, free_mu)

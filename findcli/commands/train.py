@@ -82,6 +82,9 @@ def train(
     adv_std_floor: Annotated[Optional[float], typer.Option("--adv-std-floor", help="the running std never falls "
                                                            "below this fraction of the reward's declared range "
                                                            "(0: no floor)")] = None,
+    adv_std_floor_above: Annotated[Optional[float], typer.Option("--adv-std-floor-above", help="the floor binds "
+                                                                 "only while the running mean reward is at or above "
+                                                                 "this fraction of the declared range (0: always)")] = None,
     d_invariant: Annotated[Optional[bool], typer.Option("--d-invariant/--no-d-invariant", help="scale the loss by "
                                                         "the latent size D so the step does not shrink with D")] = None,
     reward: o.Reward = None,
@@ -125,7 +128,7 @@ def train(
         replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl,
         reward_weight=reward_weight, value_lr=value_lr, value_steps=value_steps, seed=seed,
         checkpoint_every=checkpoint_every, max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window,
-        adv_std_floor=adv_std_floor,
+        adv_std_floor=adv_std_floor, adv_std_floor_above=adv_std_floor_above,
         d_invariant=d_invariant, keep=keep, validate_every=validate_every, validate_n=validate_n))
     request = TrainRequest(prompt=prompt, out=out, overrides=overrides, preset=preset.value if preset else None,
                            model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,
