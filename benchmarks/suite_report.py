@@ -23,7 +23,17 @@ SPLITS = {"tune": "benchmarks/prompts/shapes_suite_tune.txt", "val": "benchmarks
 ORDER = ["single", "colour", "two_objects", "attribute_binding", "counting", "position", "overall"]
 
 
-def load_run(spec: str) -> dict[str, dict]:
+def policy_success(r: dict, arm: str) -> float:
+    """FIND's success in one result: the policy evaluated (arm "kept"), or under keep=best the last
+    policy of the same run on the same eval draw (arm "last"; the kept one where it was the last)."""
+    if arm == "last":
+        if "kept" not in r:
+            raise SystemExit(f"{r['prompt']!r} has no keep=best record: '@last' needs a bench_suite --set keep=best run")
+        return r["kept"]["last_success_rate"]
+    return r["policy"]["success_rate"]
+
+
+def load_run(spec: str, arm: str = "kept") -> dict[str, dict]:
     """prompt -> {"category", "baseline", "policy"} success rates, FIND averaged over seeds."""
     per: dict[str, list[dict]] = defaultdict(list)
     for pattern in spec.split(","):
@@ -36,8 +46,8 @@ def load_run(spec: str) -> dict[str, dict]:
     for p, rs in per.items():
         out[p] = {"category": rs[0]["category"], "seeds": sorted({r["seed"] for r in rs}),
                   "baseline": sum(r["baseline"]["success_rate"] for r in rs) / len(rs),
-                  "policy": sum(r["policy"]["success_rate"] for r in rs) / len(rs),
-                  "per_seed": [r["policy"]["success_rate"] for r in rs]}
+                  "policy": sum(policy_success(r, arm) for r in rs) / len(rs),
+                  "per_seed": [policy_success(r, arm) for r in rs]}
     return out
 
 
@@ -50,14 +60,16 @@ def split_of(prompt: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", action="append", required=True, help="LABEL=glob[,glob...]")
+    ap.add_argument("--run", action="append", required=True, help="LABEL=glob[,glob...]; LABEL@last=... reads "
+                    "the last policy of a keep=best run instead of the kept one")
     ap.add_argument("--ratio-to", help="label of the run whose gain is the reference (the oracle); the ratio is "
                     "shown where that gain exceeds 5 points")
     a = ap.parse_args()
     runs = {}
     for spec in a.run:
         label, files = spec.split("=", 1)
-        runs[label] = load_run(files)
+        arm = "last" if label.endswith("@last") else "kept"
+        runs[label.removesuffix("@last")] = load_run(files, arm)
     common = set.intersection(*(set(r) for r in runs.values()))
     first = next(iter(runs.values()))
     for split in ("tune", "val", "all"):
