@@ -240,3 +240,15 @@ def test_floor_above_keeps_the_affine_invariance_and_switches_mid_run(pipe_and_t
                              adv_std_floor_above=1.0)  # the top of the range: no reward reaches it
     free_mu, _ = trajectory(pipe, affine_reward(target, 1.0, 0.0), tmp_path, adv_std_floor=0.5)
     assert torch.equal(never_mu, free_mu)
+
+
+def test_files_written_before_the_floor_settings_load_with_the_settings_they_trained_with():
+    """A policy file's config from before --adv-std-floor (and before its level) trained with no floor
+    (and with the floor at every level): from_dict fills those, not today's defaults."""
+    today = TrainConfig().to_dict()
+    old = {k: v for k, v in today.items() if k not in ("adv_std_floor", "adv_std_floor_above")}
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.adv_std_floor == 0.0 and cfg.adv_std_floor_above == 0.0
+    between = dict(old, adv_std_floor=0.1)  # the floor, before its level existed
+    assert TrainConfig.from_dict(between).adv_std_floor_above == 0.0
+    assert TrainConfig.from_dict(today).adv_std_floor_above == TrainConfig().adv_std_floor_above == 0.5
