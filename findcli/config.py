@@ -57,7 +57,7 @@ class TrainConfig:
     adv_norm: str = "running"  # running: value net in first-batch units, A divided by the running reward std (invariant to r -> a·r + b); none: raw r - V (official)
     norm_window: int = 64  # rewards in the running std of adv_norm=running (8 batches of 8)
     adv_std_floor: float = 0.1  # adv_norm=running: the running std never falls below this fraction of the reward's declared range (value_range; the built-in detector's is 2), so a saturated prompt's noise is not blown up into full-size steps; 0, or a reward with no declared range: no floor (RESULTS.md §6.7)
-    adv_std_floor_above: float = 0.5  # the floor binds only while the running window's mean reward is at or above lo + this × (hi - lo) of the declared range: near the top a batch's spread is the reward's noise, near the bottom it is the first partial successes' signal; 0: at every level (RESULTS.md §6.9)
+    adv_std_floor_above: float = 0.0  # the floor binds only while the running window's mean reward is at or above lo + this × (hi - lo) of the declared range: near the top a batch's spread is the reward's noise, near the bottom it is the first partial successes' signal; 0: at every level (RESULTS.md §6.9)
     value_lr: float = 1e-3  # AdamW learning rate of the value net
     value_hidden: int = 256  # value net width (official: 256, 3 hidden layers)
     value_steps: int = 4  # AdamW steps of the value net per iteration (official: 1)

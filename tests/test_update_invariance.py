@@ -251,4 +251,4 @@ def test_files_written_before_the_floor_settings_load_with_the_settings_they_tra
     assert cfg.adv_std_floor == 0.0 and cfg.adv_std_floor_above == 0.0
     between = dict(old, adv_std_floor=0.1)  # the floor, before its level existed
     assert TrainConfig.from_dict(between).adv_std_floor_above == 0.0
-    assert TrainConfig.from_dict(today).adv_std_floor_above == TrainConfig().adv_std_floor_above == 0.5
+    assert TrainConfig.from_dict(dict(today, adv_std_floor_above=0.5)).adv_std_floor_above == 0.5
