@@ -23,14 +23,21 @@ import json
 from pathlib import Path
 
 
-def first_change(curve: dict, threshold: float, window_batches: int) -> int | None:
-    """The first iteration at which the floor set the scale with the window's mean below `threshold`."""
+def floored_below(curve: dict, threshold: float, window_batches: int) -> list[int]:
+    """The iterations at which the floor set the scale with the window's mean below `threshold`."""
     means = curve["reward_mean"]
+    out = []
     for i, floored in enumerate(curve["std_floored"]):
         window = means[max(0, i - window_batches + 1): i + 1]
         if floored and sum(window) / len(window) < threshold:
-            return i
-    return None
+            out.append(i)
+    return out
+
+
+def first_change(curve: dict, threshold: float, window_batches: int) -> int | None:
+    """The first of those: where a run with the level parts from the run it is read from."""
+    below = floored_below(curve, threshold, window_batches)
+    return below[0] if below else None
 
 
 def main() -> None:
@@ -52,13 +59,9 @@ def main() -> None:
             if "train" not in r:
                 continue
             c = r["train"]
-            means = c["reward_mean"]
-            below = sum(1 for i, f in enumerate(c["std_floored"]) if f and sum(
-                means[max(0, i - args.window_batches + 1): i + 1]) / len(means[max(0, i - args.window_batches + 1): i + 1])
-                < threshold)
-            k = first_change(c, threshold, args.window_batches)
-            print(f"| {path.rsplit('/', 1)[-1]} | {r['prompt']} | {r['category']} | {sum(c['std_floored'])} | {below} | "
-                  f"{'–' if k is None else k} |")
+            below = floored_below(c, threshold, args.window_batches)
+            print(f"| {path.rsplit('/', 1)[-1]} | {r['prompt']} | {r['category']} | {sum(c['std_floored'])} | "
+                  f"{len(below)} | {below[0] if below else '–'} |")
     if args.write:
         write_substituted(args, threshold)
 

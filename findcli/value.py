@@ -107,21 +107,23 @@ class RewardNormalizer:
         assert self.ready
         return ((rewards.double() - self.m0) / self.s0).float()
 
-    def _floor_now(self) -> float:
-        """The floor in force: `floor` while the window's mean is at or above `floor_above`, else 0."""
-        if self.floor <= 0 or float(torch.tensor(self.history, dtype=torch.float64).mean()) < self.floor_above:
-            return 0.0
-        return self.floor
+    def _spread(self) -> tuple[float, float]:
+        """(std of the window, the floor in force): `floor` while the window's mean is at or above
+        `floor_above`, else 0."""
+        h = torch.tensor(self.history, dtype=torch.float64)
+        in_force = self.floor > 0 and float(h.mean()) >= self.floor_above
+        return float(h.std()), (self.floor if in_force else 0.0)
 
     def scale(self) -> float:
         """s_t / s0: the running std in reference units (1 right after the reference is set)."""
         assert self.ready
-        s = max(float(torch.tensor(self.history, dtype=torch.float64).std()), self._floor_now())
+        s = max(*self._spread())
         return s / self.s0 if s > 0 else 1.0
 
     def floored(self) -> bool:
         """Whether the floor sets the scale now (in force, and the window's spread is below it)."""
-        return float(torch.tensor(self.history, dtype=torch.float64).std()) < self._floor_now()
+        std, floor = self._spread()
+        return std < floor
 
     def state_dict(self) -> dict:
         return {"window": self.window, "floor": self.floor, "floor_above": self.floor_above, "history": list(self.history), "m0": self.m0, "s0": self.s0}
