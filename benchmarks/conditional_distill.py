@@ -23,19 +23,22 @@ def main() -> None:
     ap.add_argument("--exclude-objects", default="", help="comma list of 'colour shape': skip policies naming one")
     ap.add_argument("--train", default=None, help="prompt file: use only the policies of its prompts (so that no "
                     "test prompt's policy is fitted, whatever objects it names)")
-    ap.add_argument("--arch", default="mlp", choices=["mlp", "tokens"], help="the network (ConditionalConfig.arch)")
+    ap.add_argument("--arch", default="mlp", choices=["mlp", "tokens", "slots"], help="the network (ConditionalConfig.arch)")
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--pool", type=int, default=2)
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--lowpass", type=int, default=1, help="fit μ averaged over K×K latent cells (the coarse layout "
                     "policy_transfer.py finds carries most of the gain); 1: μ as trained")
     ap.add_argument("--sigma-one", action="store_true", help="fit μ only, σ = 1 (learn_sigma false)")
+    ap.add_argument("--mu-gain", type=float, default=1.0, help="fit gain × μ: a regression onto several prompts' "
+                    "optima shrinks toward their mean, and the gain undoes it (choose it on a validation fold)")
+    ap.add_argument("--set", nargs="*", default=[], help="ConditionalConfig overrides, e.g. role_rank=4")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--out", default="runs/cond/distill.pt")
     a = ap.parse_args()
     from findcli import shapes
     from findcli.evaluation import read_suite
-    from findcli.conditional import ConditionalConfig, build_policy, distill, prompt_tokens, save_conditional
+    from findcli.conditional import TOKEN_ARCHS, ConditionalConfig, build_policy, distill, prompt_tokens, save_conditional
     from findcli.pipeline import Rollout, SamplerSettings, load_runtime
     from findcli.policy import load_policy
     from findcli.shapes.world import parse_prompt
@@ -57,13 +60,16 @@ def main() -> None:
         prompts.append(pf.meta["prompt"])
         shape = tuple(pf.policy.latent_shape)
         mu = pf.policy.mu.detach().flatten()
-        mus.append(lowpass(mu, shape, a.lowpass) if a.lowpass > 1 else mu)
+        mus.append(a.mu_gain * (lowpass(mu, shape, a.lowpass) if a.lowpass > 1 else mu))
         lss.append(torch.zeros_like(mu) if a.sigma_one else pf.policy.log_sigma.detach().flatten())
     rollouts = [Rollout(pipe, p, SamplerSettings()) for p in prompts]
     with torch.no_grad():
         text = torch.stack([r.text_features().float() for r in rollouts])
-        tokens = prompt_tokens(rollouts, "cpu") if a.arch == "tokens" else None
+        tokens = prompt_tokens(rollouts, "cpu") if a.arch in TOKEN_ARCHS else None
     cfg = ConditionalConfig(arch=a.arch, rank=a.rank, pool=a.pool, learn_sigma=not a.sigma_one)
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        setattr(cfg, k, type(getattr(cfg, k))(v))
     torch.manual_seed(0)
     pol = build_policy(cfg, shape, rollouts[0].latent_layout, text, tokens)
     pol.set_learn_sigma(cfg.learn_sigma)
@@ -71,7 +77,7 @@ def main() -> None:
     curve = distill(pol, text, torch.stack(mus), torch.stack(lss), steps=a.steps, weight_decay=a.weight_decay,
                     tokens=tokens)
     meta = {"model": shapes.MODEL_ID, "steps": 20, "guidance": 7.5, "eta": 0.0, "prompts": prompts,
-            "distilled_from": files, "config": cfg.__dict__, "fit_s": round(time.perf_counter() - t0, 1), "fit_loss": [curve[0], curve[-1]]}
+            "distilled_from": files, "config": cfg.__dict__, "mu_gain": a.mu_gain, "fit_s": round(time.perf_counter() - t0, 1), "fit_loss": [curve[0], curve[-1]]}
     save_conditional(a.out, pol.eval(), meta)
     print(f"distilled {len(files)} policies: MSE {curve[0]:.4f} -> {curve[-1]:.6f} in {meta['fit_s']} s; wrote {a.out}")
 

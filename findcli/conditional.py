@@ -51,11 +51,13 @@ FORMAT_VERSION = 1
 
 @dataclass
 class ConditionalConfig:
-    arch: str = "mlp"  # "mlp": pooled text feature -> low-rank basis; "tokens": per-token attention (below)
+    arch: str = "mlp"  # "mlp": pooled text feature -> low-rank basis; "tokens": per-token attention; "slots": per-token code x role mask (below)
     rank: int = 32  # mlp: r, columns of the bases U, W of μ and log σ
     pool: int = 2  # tokens: the attention grid is the latent's H×W pooled by this factor (coarse layout)
     key_dim: int = 16  # tokens: query/key width d
     modes: int = 8  # tokens: m, layout modes the pooled feature mixes into the grid's queries
+    role_rank: int = 8  # slots: R, spatial masks a token's role (its state x the whole prompt) mixes
+    bias_rank: int = 4  # slots: rank of the whole-prompt layout term (pooled feature -> coarse grid)
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
     iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images
     prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
@@ -77,7 +79,7 @@ class ConditionalConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise FindError(f"conditional policy: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
+        ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "role_rank": 1, "bias_rank": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
                 "replay": 1,
                 "steps": 1, "max_batch": 1}
         for k, lo in ints.items():
@@ -90,7 +92,8 @@ class ConditionalConfig:
                 raise FindError(f"conditional policy: {k} must be a finite number >= 0, got {v!r}")
 
 
-ARCHS = ("mlp", "tokens")
+ARCHS = ("mlp", "tokens", "slots")
+TOKEN_ARCHS = ("tokens", "slots")  # the architectures that read the prompt's per-token features
 
 
 class ConditionalPolicy(nn.Module):
@@ -267,6 +270,94 @@ class TokenConditionalPolicy(nn.Module):
         return [{"params": [self.mu0, self.s0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
 
 
+class SlotConditionalPolicy(nn.Module):
+    """The `slots` architecture: what a word asks for (its code, a latent-channel vector) placed where
+    its role in the prompt puts it (a spatial mask over a coarse grid), summed over the tokens, plus a
+    low-rank layout of the whole prompt. Codes come from a token's own state and masks from that state
+    times the whole prompt, so a colour word seen in one pair lands with the same code in a pair it
+    never appeared in (the coarse layout a per-prompt policy learns is mostly such placed colour codes:
+    RESULTS.md §10.2).
+
+        g̃, T̃           pooled feature (E,) and token features (L, E_tok), standardised (training set)
+        code_j          = V T̃_j                                  (C,)  zero-initialised
+        role_j          = (A T̃_j) ⊙ (B g̃)                        (R,)  bilinear: slot x relation
+        mask_j          = role_j U                                (S,)  U: (R, S) spatial modes
+        Δμ[c, s]        = Σ_j mask_j[s] code_j[c] + (G g̃ Ub)[c, s]    Ub (bias_rank, C·S) zero-initialised
+        Δ log σ         = w · g̃ (one scalar per prompt, zero-initialised)
+        μ = μ0 + up(Δμ),  log σ = s0 + Δ log σ                   μ0, s0 (D,) shared
+
+    N(0, I) for every prompt before training. Parameters: E_tok(C + R) + E(R + bias_rank + 1) +
+    S(R + C·bias_rank) + 2D; at SDXL size (128×128 latent, pool 2, R 8) ≈ 0.2 M plus 2D."""
+
+    kind = "slots"
+
+    def __init__(self, latent_shape: tuple[int, ...], text_dim: int, token_dim: int, pool: int = 2, role_rank: int = 8,
+                 bias_rank: int = 4, channel_axis: int = 0, text_mean: torch.Tensor | None = None,
+                 text_std: torch.Tensor | None = None, token_mean: torch.Tensor | None = None,
+                 token_std: torch.Tensor | None = None):
+        super().__init__()
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.dim = math.prod(self.latent_shape)
+        self.text_dim, self.token_dim = int(text_dim), int(token_dim)
+        self.pool, self.role_rank, self.bias_rank, self.channel_axis = int(pool), int(role_rank), int(bias_rank), int(channel_axis)
+        rest = [s for i, s in enumerate(self.latent_shape) if i != self.channel_axis]
+        if len(rest) < 2:
+            raise FindError(f"the slots architecture needs a latent with height and width; got {list(latent_shape)}")
+        self.channels = self.latent_shape[self.channel_axis]
+        *self.lead, self.h, self.w = rest
+        self.grid = (*self.lead, -(-self.h // self.pool), -(-self.w // self.pool))
+        cells = math.prod(self.grid)
+        for name, v, n in (("text", text_mean, text_std), ("token", token_mean, token_std)):
+            e = self.text_dim if name == "text" else self.token_dim
+            self.register_buffer(f"{name}_mean", torch.zeros(e) if v is None else v.float().clone())
+            self.register_buffer(f"{name}_std", torch.ones(e) if n is None else n.float().clone())
+        self.register_buffer("sigma_gate", torch.ones(()))  # 0 when σ is not learned
+        self.code = nn.Linear(self.token_dim, self.channels)
+        nn.init.zeros_(self.code.weight)
+        nn.init.zeros_(self.code.bias)
+        self.role_token = nn.Linear(self.token_dim, self.role_rank)
+        self.role_prompt = nn.Linear(self.text_dim, self.role_rank)
+        self.U = nn.Parameter(torch.randn(self.role_rank, cells) / math.sqrt(self.role_rank))
+        self.layout = nn.Linear(self.text_dim, self.bias_rank)
+        self.Ub = nn.Parameter(torch.zeros(self.bias_rank, self.channels * cells))
+        self.log_scale = nn.Linear(self.text_dim, 1)
+        nn.init.zeros_(self.log_scale.weight)
+        nn.init.zeros_(self.log_scale.bias)
+        self.mu0 = nn.Parameter(torch.zeros(self.dim))
+        self.s0 = nn.Parameter(torch.zeros(self.dim))
+
+    def arch(self) -> dict:
+        return {"kind": self.kind, "latent_shape": list(self.latent_shape), "text_dim": self.text_dim,
+                "token_dim": self.token_dim, "pool": self.pool, "role_rank": self.role_rank,
+                "bias_rank": self.bias_rank, "channel_axis": self.channel_axis}
+
+    _standardise = TokenConditionalPolicy._standardise
+
+    def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if tokens is None:
+            raise FindError("the slots architecture needs the prompt's token features; pass them")
+        single = text.dim() == 1
+        g = text.reshape(-1, self.text_dim)
+        t = tokens.reshape(g.shape[0], -1, self.token_dim)
+        p, c = g.shape[0], self.channels
+        g, t = self._standardise(g, t)
+        mask = (self.role_token(t) * self.role_prompt(g)[:, None, :]) @ self.U  # (P, L, S)
+        cells = torch.einsum("pls,plc->pcs", mask, self.code(t))  # (P, C, S)
+        cells = cells + (self.layout(g) @ self.Ub).reshape(p, c, -1)
+        out = cells.reshape(p, c * math.prod(self.lead), *self.grid[-2:])
+        out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
+        d_mu = out.reshape(p, c, *self.lead, self.h, self.w)
+        if self.channel_axis:
+            d_mu = d_mu.movedim(1, 1 + self.channel_axis)
+        mu = self.mu0 + d_mu.reshape(p, -1)
+        log_sigma = (self.s0 + self.log_scale(g) * self.sigma_gate).clamp(min=MIN_LOG_SIGMA)
+        return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
+
+    policy_for = ConditionalPolicy.policy_for
+    set_learn_sigma = TokenConditionalPolicy.set_learn_sigma
+    groups = TokenConditionalPolicy.groups
+
+
 def channel_axis(latent_layout: str) -> int:
     """Where the channels sit in a family's per-sample latent: "CHW"/"CFHW" -> 0, "FCHW" -> 1."""
     return latent_layout.index("C")
@@ -275,14 +366,17 @@ def channel_axis(latent_layout: str) -> int:
 def build_policy(cfg: ConditionalConfig, latent_shape: tuple[int, ...], latent_layout: str, text: torch.Tensor,
                  tokens: torch.Tensor | None):
     """The untrained network of cfg.arch, standardised with the training prompts' features
-    (text (N, E); tokens (N, L, E_tok) for arch "tokens")."""
+    (text (N, E); tokens (N, L, E_tok) for the token architectures)."""
     def stats(x):
         x = x.reshape(-1, x.shape[-1])
         return x.mean(0), (x.std(0) if x.shape[0] > 1 else torch.ones_like(x[0])).clamp_min(1e-4)
 
+    if cfg.arch in TOKEN_ARCHS and tokens is None:
+        raise FindError(f"conditional policy: arch {cfg.arch!r} needs the model's per-token prompt embeddings")
+    if cfg.arch == "slots":
+        return SlotConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.role_rank,
+                                     cfg.bias_rank, channel_axis(latent_layout), *stats(text), *stats(tokens))
     if cfg.arch == "tokens":
-        if tokens is None:
-            raise FindError("conditional policy: arch 'tokens' needs the model's per-token prompt embeddings")
         return TokenConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.key_dim, cfg.modes,
                                       channel_axis(latent_layout), *stats(text), *stats(tokens))
     return ConditionalPolicy(latent_shape, text.shape[1], cfg.rank, cfg.hidden, *stats(text))
@@ -374,7 +468,7 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
     shape = rollouts[0].latent_shape
     with torch.no_grad():
         feats = torch.stack([r.text_features().float().to(device) for r in rollouts])  # (N, E)
-        toks = prompt_tokens(rollouts, device) if cfg.arch == "tokens" else None  # (N, L, E_tok)
+        toks = prompt_tokens(rollouts, device) if cfg.arch in TOKEN_ARCHS else None  # (N, L, E_tok)
     torch.manual_seed(cfg.seed)
     if init is None:
         policy = build_policy(cfg, shape, rollouts[0].latent_layout, feats, toks).to(device)
@@ -479,6 +573,9 @@ def load_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict]:
         if kind == "tokens":
             policy = TokenConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["token_dim"], arch["pool"],
                                             arch["key_dim"], arch["modes"], arch["channel_axis"])
+        elif kind == "slots":
+            policy = SlotConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["token_dim"], arch["pool"],
+                                           arch["role_rank"], arch["bias_rank"], arch["channel_axis"])
         elif kind == "mlp":
             policy = ConditionalPolicy(tuple(arch["latent_shape"]), arch["text_dim"], arch["rank"], arch["hidden"])
         else:
@@ -533,7 +630,7 @@ def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
         raise FindError(f"this conditional policy reads {cond.text_dim}-dim text features but the model's are "
                         f"{feat.numel()}-dim; {fix}")
     tokens = None
-    if cond.kind == "tokens":
+    if cond.kind in TOKEN_ARCHS:
         tokens = ro.token_text()
         if tokens.shape[-1] != cond.token_dim:
             raise FindError(f"this conditional policy reads {cond.token_dim}-dim token features but the model's are "

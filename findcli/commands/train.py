@@ -41,8 +41,9 @@ def train(
     net_lr: Annotated[Optional[float], typer.Option("--net-lr", help="--conditional: Adam lr of the network and its "
                                                     "bases (--lr: of the shared per-element μ0, log σ0)")] = None,
     arch: Annotated[Optional[str], typer.Option("--arch", help="--conditional: the network, mlp (pooled text "
-                                                "feature -> low-rank basis) or tokens (a coarse latent grid "
-                                                "attending to the prompt's token embeddings)")] = None,
+                                                "feature -> low-rank basis), tokens (a coarse latent grid "
+                                                "attending to the prompt's token embeddings) or slots (each "
+                                                "token's code placed by its role's mask)")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
                                                 "resumed run's); its checkpoint OUT.ckpt.pt and side files "
                                                 "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
@@ -201,7 +202,8 @@ class _ConditionalView:
         if kind == "start":
             cfg = data["cfg"]
             console.print("find train --conditional", style="bold", end=" ")
-            net = f"arch=tokens pool={cfg.pool}" if cfg.arch == "tokens" else f"arch=mlp rank={cfg.rank}"
+            net = {"tokens": f"arch=tokens pool={cfg.pool}", "slots": f"arch=slots pool={cfg.pool} role_rank={cfg.role_rank}"}.get(
+                cfg.arch, f"arch=mlp rank={cfg.rank}")
             console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  {net}  "
                           f"{cfg.prompts_per_iteration} prompts x {cfg.batch} images per iteration, "
                           f"{cfg.iterations} iterations")

@@ -1,0 +1,165 @@
+"""Conditional policy by distillation, with its settings chosen on a validation fold of the TRAINING
+split only (issue 15, item 3; RESULTS.md §10.2).
+
+Fold: the training prompts that name one of --fold's objects; the network is distilled from the other
+training prompts' per-prompt policies (lowpass₂ μ × gain, and log σ) and each arm is judged on the fold
+(n images per arm, eval-namespace ε of --eval-seed, paired with N(0, I), the programmatic judge). With
+--test FILE it is distilled from every training prompt instead and judged on FILE: run that once, with
+the arms the fold chose.
+
+An arm is KIND:GAIN:SIGMA: KIND `slots` (findcli.conditional.SlotConditionalPolicy, the prompt's
+token features) or `factor`, a diagnostic that is NOT a text-feature network: it reads the built-in
+grammar's parse (relation, each object's colour and shape) and fits
+    μ[c, h, w] = Σ_slot M[relation, slot, h, w] · (A[colour] + B[shape])[c] + bias[relation, c, h, w]
+to lowpass₂ μ, with σ the template's mean σ (an upper reference for what placing colour codes can do).
+GAIN multiplies the fitted μ targets; SIGMA `1` draws with σ = 1, `sig` with the fitted σ.
+
+    OMP_NUM_THREADS=1 python benchmarks/conditional_fold.py --json fold.json \
+        --arms slots:1:1 slots:1:sig slots:1.5:sig slots:1.5:1
+    OMP_NUM_THREADS=1 python benchmarks/conditional_fold.py --json test.json \
+        --test benchmarks/prompts/conditional_test.txt --arms slots:1:sig factor:1:sig
+"""
+import argparse
+import glob
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa: E402
+from findcli.evaluation import read_suite, success_rate  # noqa: E402
+from findcli.pipeline import Rollout, SamplerSettings, load_runtime  # noqa: E402
+from findcli.policy import GaussianPolicy, load_policy  # noqa: E402
+from findcli.shapes.world import parse_prompt  # noqa: E402
+from policy_transfer import lowpass  # noqa: E402
+
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--policies", default="benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt")
+ap.add_argument("--train", default="benchmarks/prompts/conditional_train.txt")
+ap.add_argument("--fold", default="purple sphere,yellow cube", help="comma list of 'colour shape'")
+ap.add_argument("--test", default=None, help="distil from every training prompt and judge this prompt file")
+ap.add_argument("--arms", nargs="+", default=["slots:1:1", "slots:1:sig", "slots:1.5:sig", "slots:1.5:1"])
+ap.add_argument("--role-rank", type=int, default=8)
+ap.add_argument("--bias-rank", type=int, default=4)
+ap.add_argument("--steps", type=int, default=2000)
+ap.add_argument("--weight-decay", type=float, default=1e-4)
+ap.add_argument("--n", type=int, default=32)
+ap.add_argument("--eval-seed", type=int, default=1)
+ap.add_argument("--json", required=True)
+a = ap.parse_args()
+torch.set_num_threads(1)
+FOLD_OBJ = {tuple(o.split()) for o in a.fold.split(",") if o.strip()}
+ARMS = a.arms
+pols = {}
+for f in glob.glob(a.policies):
+    if not f.endswith(".ckpt.pt"):
+        pf = load_policy(f)
+        pols[pf.meta["prompt"]] = pf
+train = [p for p, _ in read_suite(a.train)]
+if a.test:
+    fit_p, fold_p = train, [p for p, _ in read_suite(a.test)]
+else:
+    fold_p = [p for p in train if any((o.colour, o.shape) in FOLD_OBJ for o in parse_prompt(p).objects)]
+    fit_p = [p for p in train if p not in fold_p]
+
+
+class Factor:
+    """The parse-based diagnostic (see the module docstring): fitted by Adam (3000 steps, lr 0.03, an
+    L2 penalty `wd` on every parameter) to gain × lowpass₂ μ of `fit_p`'s policies; σ per prompt = exp
+    of the mean log σ of the fitted policies of its template."""
+
+    def __init__(self, fit_p: list[str], gain: float, wd: float = 0.01, steps: int = 3000):
+        c, h, w = shape
+        self.h, self.w = h // 2, w // 2
+        allp = list(pols)
+        self.rels = sorted({self.feats(p)[0] for p in allp})
+        self.cols = sorted({o[0] for p in allp for o in self.feats(p)[1]})
+        self.shps = sorted({o[1] for p in allp for o in self.feats(p)[1]})
+        g = torch.Generator().manual_seed(0)
+        self.M = (0.1 * torch.randn(len(self.rels), 2, self.h, self.w, generator=g)).requires_grad_()
+        self.A = (0.1 * torch.randn(len(self.cols), c, generator=g)).requires_grad_()
+        self.B = (0.1 * torch.randn(len(self.shps), c, generator=g)).requires_grad_()
+        self.bias = torch.zeros(len(self.rels), c, self.h, self.w, requires_grad=True)
+        ps = [self.M, self.A, self.B, self.bias]
+        y = torch.stack([gain * torch.nn.functional.avg_pool2d(pols[p].policy.mu.detach().reshape(1, *shape), 2)[0]
+                         for p in fit_p])
+        opt = torch.optim.Adam(ps, lr=0.03)
+        for _ in range(steps):
+            pred = torch.stack([self.pred(p) for p in fit_p])
+            loss = ((pred - y) ** 2).mean() + wd * sum((q ** 2).mean() for q in ps)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        per: dict[str, list[float]] = {}
+        for p in fit_p:
+            per.setdefault(self.feats(p)[0], []).append(pols[p].policy.log_sigma.detach().mean().item())
+        self.ls = {k: sum(v) / len(v) for k, v in per.items()}
+
+    @staticmethod
+    def feats(p: str):
+        s = parse_prompt(p)
+        return (s.relation if s.kind == "relation" else f"count{s.count}"), [(o.colour, o.shape) for o in s.objects]
+
+    def pred(self, p: str) -> torch.Tensor:
+        rel, objs = self.feats(p)
+        r = self.rels.index(rel)
+        out = self.bias[r]
+        for k, (c, s) in enumerate(objs):
+            code = self.A[self.cols.index(c)] + self.B[self.shps.index(s)]
+            out = out + self.M[r, k][None] * code[:, None, None]
+        return out
+
+    def policy(self, prompt: str) -> GaussianPolicy:
+        with torch.no_grad():
+            mu = torch.nn.functional.interpolate(self.pred(prompt)[None], scale_factor=2, mode="nearest").flatten()
+        return GaussianPolicy(shape, mu, torch.full_like(mu, self.ls.get(self.feats(prompt)[0], 0.0)))
+
+
+print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
+_, _, pipe, _ = load_runtime(None, "auto")
+shape = tuple(pols[train[0]].policy.latent_shape)
+ro = {p: Rollout(pipe, p, SamplerSettings()) for p in fit_p + fold_p}
+with torch.no_grad():
+    text = {p: ro[p].text_features().float() for p in ro}
+    toks = {p: ro[p].token_text().float() for p in ro}
+res = {"n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
+       "role_rank": a.role_rank, "bias_rank": a.bias_rank, "fit": fit_p, "judged": fold_p, "arms": ARMS,
+       "per_prompt": {}}
+nets = {}
+for arm in ARMS:
+    kind, gain, _ = arm.split(":")
+    if (kind, gain) in nets:
+        continue
+    if kind == "factor":
+        nets[(kind, gain)] = Factor(fit_p, float(gain))
+        print(arm, "fitted", flush=True)
+        continue
+    cfg = ConditionalConfig(arch=kind, pool=2, role_rank=a.role_rank, bias_rank=a.bias_rank)
+    T = torch.stack([text[p] for p in fit_p])
+    K = torch.stack([toks[p] for p in fit_p])
+    mu = torch.stack([float(gain) * lowpass(pols[p].policy.mu.detach().flatten(), shape, 2) for p in fit_p])
+    ls = torch.stack([pols[p].policy.log_sigma.detach().flatten() for p in fit_p])
+    torch.manual_seed(0)
+    net = build_policy(cfg, shape, "CHW", T, K)
+    t0 = time.perf_counter()
+    curve = distill(net, T, mu, ls, steps=a.steps, weight_decay=a.weight_decay, tokens=K)
+    print(arm, f"fit {curve[0]:.4f} -> {curve[-1]:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
+    nets[(kind, gain)] = net.eval()
+st = SamplerSettings()
+for p in fold_p:
+    r = {"base": success_rate(pipe, p, st, a.eval_seed, a.n, None)}
+    for arm in ARMS:
+        kind, gain, sig = arm.split(":")
+        net = nets[(kind, gain)]
+        pol = net.policy(p) if kind == "factor" else net.policy_for(text[p], toks[p])
+        if sig == "1":
+            pol = GaussianPolicy(shape, pol.mu.detach().clone(), torch.zeros_like(pol.mu))
+        r[arm] = success_rate(pipe, p, st, a.eval_seed, a.n, pol)
+    res["per_prompt"][p] = r
+    print(p, r, flush=True)
+    res["summary"] = {k: sum(v[k] for v in res["per_prompt"].values()) / len(res["per_prompt"]) for k in r}
+    Path(a.json).write_text(json.dumps(res, indent=1))
+print("SUMMARY", res["summary"])
