@@ -159,7 +159,75 @@ class ConditionalPolicy(nn.Module):
                 {"params": [self.U, self.W, *self.mlp.parameters()], "lr": cfg.net_lr}]
 
 
-class TokenConditionalPolicy(nn.Module):
+class _TokenGrid(nn.Module):
+    """What the token architectures share: a coarse grid over the latent's H×W (pooled by `pool`,
+    frames kept), the training set's feature statistics, the σ gate, and the way grid cells become a
+    latent (nearest upsampling, cropped at odd sizes, channels moved where the layout has them)."""
+
+    def _setup_grid(self, what: str, latent_shape, text_dim: int, token_dim: int, pool: int, channel_axis: int,
+                    text_mean, text_std, token_mean, token_std) -> int:
+        """Set the shapes and buffers; return the number of grid cells S."""
+        self.latent_shape = tuple(int(s) for s in latent_shape)
+        self.dim = math.prod(self.latent_shape)
+        self.text_dim, self.token_dim = int(text_dim), int(token_dim)
+        self.pool, self.channel_axis = int(pool), int(channel_axis)
+        rest = [s for i, s in enumerate(self.latent_shape) if i != self.channel_axis]
+        if len(rest) < 2:
+            raise FindError(f"the {what} architecture needs a latent with height and width; got {list(latent_shape)}")
+        self.channels = self.latent_shape[self.channel_axis]
+        *self.lead, self.h, self.w = rest
+        self.grid = (*self.lead, -(-self.h // self.pool), -(-self.w // self.pool))
+        for name, v, n in (("text", text_mean, text_std), ("token", token_mean, token_std)):
+            e = self.text_dim if name == "text" else self.token_dim
+            self.register_buffer(f"{name}_mean", torch.zeros(e) if v is None else v.float().clone())
+            self.register_buffer(f"{name}_std", torch.ones(e) if n is None else n.float().clone())
+        self.register_buffer("sigma_gate", torch.ones(()))  # 0 when σ is not learned
+        return math.prod(self.grid)
+
+    def _standardise(self, text: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return ((text.float() - self.text_mean) / self.text_std, (tokens.float() - self.token_mean) / self.token_std)
+
+    def _inputs(self, text: torch.Tensor, tokens: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(P, E) and (P, L, E_tok), standardised, for one prompt or a batch."""
+        if tokens is None:
+            raise FindError(f"the {self.kind} architecture needs the prompt's token features; pass them")
+        g = text.reshape(-1, self.text_dim)
+        return self._standardise(g, tokens.reshape(g.shape[0], -1, self.token_dim))
+
+    def _to_latent(self, cells: torch.Tensor) -> torch.Tensor:
+        """(P, K·C, S) per-cell values (K blocks of C channels) -> (P, K, D): each cell repeated over
+        its pool×pool latent pixels, in the family's latent layout."""
+        p, c = cells.shape[0], self.channels
+        k = cells.shape[1] // c
+        out = cells.reshape(p, cells.shape[1] * math.prod(self.lead), *self.grid[-2:])
+        out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
+        out = out.reshape(p * k, c, *self.lead, self.h, self.w)
+        if self.channel_axis:
+            out = out.movedim(1, 1 + self.channel_axis)
+        return out.reshape(p, k, -1)
+
+    policy_for = ConditionalPolicy.policy_for
+
+    def set_learn_sigma(self, learn: bool) -> None:
+        """False: σ = 1 for every prompt from now on (the Δ log σ part gated off, s0 zeroed and frozen).
+        True: both train again. The Δ log σ head gets no gradient while the gate is closed, so a network
+        that had it closed from the start (e.g. fitted with σ = 1) reopens at σ = 1."""
+        with torch.no_grad():
+            self.sigma_gate.fill_(1.0 if learn else 0.0)
+            if not learn:
+                self.s0.zero_()
+        self.s0.requires_grad_(learn)
+
+    def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        """Adam's parameter groups for cfg (after set_learn_sigma(cfg.learn_sigma))."""
+        self.set_learn_sigma(cfg.learn_sigma)
+        net = [q for n, q in self.named_parameters() if n not in ("mu0", "s0")]
+        if not cfg.learn_sigma:
+            return [{"params": [self.mu0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
+        return [{"params": [self.mu0, self.s0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
+
+
+class TokenConditionalPolicy(_TokenGrid):
     """The `tokens` architecture: a coarse grid over the latent attends to the prompt's per-token
     embeddings (those the denoiser cross-attends), so that what a word asks for can land in a region
     of z_T whatever the other words are (a compositional prior; the pooled-feature MLP has none).
@@ -184,22 +252,9 @@ class TokenConditionalPolicy(nn.Module):
                  text_std: torch.Tensor | None = None, token_mean: torch.Tensor | None = None,
                  token_std: torch.Tensor | None = None):
         super().__init__()
-        self.latent_shape = tuple(int(s) for s in latent_shape)
-        self.dim = math.prod(self.latent_shape)
-        self.text_dim, self.token_dim = int(text_dim), int(token_dim)
-        self.pool, self.key_dim, self.modes, self.channel_axis = int(pool), int(key_dim), int(modes), int(channel_axis)
-        rest = [s for i, s in enumerate(self.latent_shape) if i != self.channel_axis]
-        if len(rest) < 2:
-            raise FindError(f"the tokens architecture needs a latent with height and width; got {list(latent_shape)}")
-        self.channels = self.latent_shape[self.channel_axis]
-        *self.lead, self.h, self.w = rest
-        self.grid = (*self.lead, -(-self.h // self.pool), -(-self.w // self.pool))
-        cells = math.prod(self.grid)
-        for name, v, n in (("text", text_mean, text_std), ("token", token_mean, token_std)):
-            e = self.text_dim if name == "text" else self.token_dim
-            self.register_buffer(f"{name}_mean", torch.zeros(e) if v is None else v.float().clone())
-            self.register_buffer(f"{name}_std", torch.ones(e) if n is None else n.float().clone())
-        self.register_buffer("sigma_gate", torch.ones(()))  # 0 when σ is not learned
+        cells = self._setup_grid("tokens", latent_shape, text_dim, token_dim, pool, channel_axis, text_mean, text_std,
+                                 token_mean, token_std)
+        self.key_dim, self.modes = int(key_dim), int(modes)
         self.q0 = nn.Parameter(torch.randn(cells, self.key_dim))
         self.qm = nn.Parameter(torch.zeros(self.modes, cells, self.key_dim))
         self.mode = nn.Linear(self.text_dim, self.modes)
@@ -216,9 +271,6 @@ class TokenConditionalPolicy(nn.Module):
                 "token_dim": self.token_dim, "pool": self.pool, "key_dim": self.key_dim, "modes": self.modes,
                 "channel_axis": self.channel_axis}
 
-    def _standardise(self, text: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return ((text.float() - self.text_mean) / self.text_std, (tokens.float() - self.token_mean) / self.token_std)
-
     def _attend(self, g: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         q = self.q0 + torch.einsum("pm,msd->psd", self.mode(g), self.qm)
         k = torch.cat([self.key(t), self.null_key.expand(t.shape[0], 1, -1)], dim=1)
@@ -229,48 +281,19 @@ class TokenConditionalPolicy(nn.Module):
         return self._attend(*self._standardise(text, tokens))
 
     def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if tokens is None:
-            raise FindError("the tokens architecture needs the prompt's token features; pass them")
         single = text.dim() == 1
-        g = text.reshape(-1, self.text_dim)
-        t = tokens.reshape(g.shape[0], -1, self.token_dim)
+        g, t = self._inputs(text, tokens)
         p, c = g.shape[0], self.channels
-        g, t = self._standardise(g, t)
         a = self._attend(g, t)
         v = self.value(t)
         v = torch.cat([v, v.new_zeros(p, 1, 2 * c)], dim=1)  # the null token moves nothing
-        out = (a @ v).transpose(1, 2).reshape(p, 2 * c * math.prod(self.lead), *self.grid[-2:])
-        out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
-        out = out.reshape(p, 2 * c, *self.lead, self.h, self.w)
-        d_mu, d_s = out[:, :c], out[:, c:] * self.sigma_gate  # (P, C, *lead, H, W)
-        if self.channel_axis:
-            d_mu, d_s = d_mu.movedim(1, 1 + self.channel_axis), d_s.movedim(1, 1 + self.channel_axis)
-        mu = self.mu0 + d_mu.reshape(p, -1)
-        log_sigma = (self.s0 + d_s.reshape(p, -1)).clamp(min=MIN_LOG_SIGMA)
+        d_mu, d_s = self._to_latent((a @ v).transpose(1, 2)).unbind(1)  # (P, D) each
+        mu = self.mu0 + d_mu
+        log_sigma = (self.s0 + d_s * self.sigma_gate).clamp(min=MIN_LOG_SIGMA)
         return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
 
-    policy_for = ConditionalPolicy.policy_for
 
-    def set_learn_sigma(self, learn: bool) -> None:
-        """False: σ = 1 for every prompt from now on (the Δ log σ half gated off, s0 zeroed and frozen).
-        True: both train again. The Δ log σ head gets no gradient while the gate is closed, so a network
-        that had it closed from the start (e.g. fitted with σ = 1) reopens at σ = 1."""
-        with torch.no_grad():
-            self.sigma_gate.fill_(1.0 if learn else 0.0)
-            if not learn:
-                self.s0.zero_()
-        self.s0.requires_grad_(learn)
-
-    def groups(self, cfg: ConditionalConfig) -> list[dict]:
-        """Adam's parameter groups for cfg (after set_learn_sigma(cfg.learn_sigma))."""
-        self.set_learn_sigma(cfg.learn_sigma)
-        net = [q for n, q in self.named_parameters() if n not in ("mu0", "s0")]
-        if not cfg.learn_sigma:
-            return [{"params": [self.mu0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
-        return [{"params": [self.mu0, self.s0], "lr": cfg.lr}, {"params": net, "lr": cfg.net_lr}]
-
-
-class SlotConditionalPolicy(nn.Module):
+class SlotConditionalPolicy(_TokenGrid):
     """The `slots` architecture: what a word asks for (its code, a latent-channel vector) placed where
     its role in the prompt puts it (a spatial mask over a coarse grid), summed over the tokens, plus a
     low-rank layout of the whole prompt. Codes come from a token's own state and masks from that state
@@ -296,22 +319,9 @@ class SlotConditionalPolicy(nn.Module):
                  text_std: torch.Tensor | None = None, token_mean: torch.Tensor | None = None,
                  token_std: torch.Tensor | None = None):
         super().__init__()
-        self.latent_shape = tuple(int(s) for s in latent_shape)
-        self.dim = math.prod(self.latent_shape)
-        self.text_dim, self.token_dim = int(text_dim), int(token_dim)
-        self.pool, self.role_rank, self.bias_rank, self.channel_axis = int(pool), int(role_rank), int(bias_rank), int(channel_axis)
-        rest = [s for i, s in enumerate(self.latent_shape) if i != self.channel_axis]
-        if len(rest) < 2:
-            raise FindError(f"the slots architecture needs a latent with height and width; got {list(latent_shape)}")
-        self.channels = self.latent_shape[self.channel_axis]
-        *self.lead, self.h, self.w = rest
-        self.grid = (*self.lead, -(-self.h // self.pool), -(-self.w // self.pool))
-        cells = math.prod(self.grid)
-        for name, v, n in (("text", text_mean, text_std), ("token", token_mean, token_std)):
-            e = self.text_dim if name == "text" else self.token_dim
-            self.register_buffer(f"{name}_mean", torch.zeros(e) if v is None else v.float().clone())
-            self.register_buffer(f"{name}_std", torch.ones(e) if n is None else n.float().clone())
-        self.register_buffer("sigma_gate", torch.ones(()))  # 0 when σ is not learned
+        cells = self._setup_grid("slots", latent_shape, text_dim, token_dim, pool, channel_axis, text_mean, text_std,
+                                 token_mean, token_std)
+        self.role_rank, self.bias_rank = int(role_rank), int(bias_rank)
         self.code = nn.Linear(self.token_dim, self.channels)
         nn.init.zeros_(self.code.weight)
         nn.init.zeros_(self.code.bias)
@@ -331,31 +341,16 @@ class SlotConditionalPolicy(nn.Module):
                 "token_dim": self.token_dim, "pool": self.pool, "role_rank": self.role_rank,
                 "bias_rank": self.bias_rank, "channel_axis": self.channel_axis}
 
-    _standardise = TokenConditionalPolicy._standardise
-
     def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if tokens is None:
-            raise FindError("the slots architecture needs the prompt's token features; pass them")
         single = text.dim() == 1
-        g = text.reshape(-1, self.text_dim)
-        t = tokens.reshape(g.shape[0], -1, self.token_dim)
+        g, t = self._inputs(text, tokens)
         p, c = g.shape[0], self.channels
-        g, t = self._standardise(g, t)
         mask = (self.role_token(t) * self.role_prompt(g)[:, None, :]) @ self.U  # (P, L, S)
         cells = torch.einsum("pls,plc->pcs", mask, self.code(t))  # (P, C, S)
         cells = cells + (self.layout(g) @ self.Ub).reshape(p, c, -1)
-        out = cells.reshape(p, c * math.prod(self.lead), *self.grid[-2:])
-        out = nn.functional.interpolate(out, scale_factor=self.pool, mode="nearest")[..., :self.h, :self.w]
-        d_mu = out.reshape(p, c, *self.lead, self.h, self.w)
-        if self.channel_axis:
-            d_mu = d_mu.movedim(1, 1 + self.channel_axis)
-        mu = self.mu0 + d_mu.reshape(p, -1)
+        mu = self.mu0 + self._to_latent(cells)[:, 0]
         log_sigma = (self.s0 + self.log_scale(g) * self.sigma_gate).clamp(min=MIN_LOG_SIGMA)
         return (mu[0], log_sigma[0]) if single else (mu, log_sigma)
-
-    policy_for = ConditionalPolicy.policy_for
-    set_learn_sigma = TokenConditionalPolicy.set_learn_sigma
-    groups = TokenConditionalPolicy.groups
 
 
 def channel_axis(latent_layout: str) -> int:

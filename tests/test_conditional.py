@@ -288,12 +288,12 @@ def test_tokens_policy_puts_each_channel_where_the_latent_layout_has_it(shape, a
     assert torch.equal(m[[0, 1]], torch.zeros_like(m[[0, 1]])) and torch.equal(log_sigma, torch.zeros_like(log_sigma))
 
 
-def test_tokens_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
-    """Oracle: prompts of two words (a, b) from 4, token features one-hot(word) ⊕ one-hot(slot); the
-    target μ is word a's channel vector on the left half of the latent and b's on the right. Distilled
-    on 10 of the 12 ordered pairs, the tokens network must give the 2 held-out pairs their composed μ
-    (it can: the left cells attend the slot-1 token, the right cells the slot-2 one)."""
-    from findcli.conditional import TokenConditionalPolicy, distill
+def _composition_oracle(policy, steps: int = 1500) -> None:
+    """Prompts of two words (a, b) from 4, token features one-hot(word) ⊕ one-hot(slot), a pooled
+    feature (their mean) that does not know the order; the target μ is word a's channel vector on the
+    left half of a (2, 4, 4) latent and b's on the right. `policy`, distilled on 10 of the 12 ordered
+    pairs, must give the 2 held-out pairs their composed μ."""
+    from findcli.conditional import distill
 
     g = torch.Generator().manual_seed(0)
     vocab = torch.randn(4, 2, generator=g) * 1.5  # word -> (channel 0, channel 1) value
@@ -314,17 +314,23 @@ def test_tokens_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
 
     train = [p for p in pairs if p not in held]
     tok = torch.stack([tokens(*p) for p in train])
-    text = tok.mean(1)  # a pooled feature that does not know the order
-    torch.manual_seed(0)
-    pol = TokenConditionalPolicy((2, 4, 4), 8, 8, pool=2, key_dim=8, modes=2)
-    curve = distill(pol, text, torch.stack([target(*p) for p in train]), torch.zeros(len(train), 32), steps=1500,
-                    lr=3e-2, weight_decay=0.0, tokens=tok)
+    curve = distill(policy, tok.mean(1), torch.stack([target(*p) for p in train]), torch.zeros(len(train), 32),
+                    steps=steps, lr=3e-2, weight_decay=0.0, tokens=tok)
     assert curve[-1] < 0.01 * curve[0], (curve[0], curve[-1])
     for p in held:
         t = tokens(*p)
-        mu, _ = pol(t.mean(0), t)
+        mu, _ = policy(t.mean(0), t)
         err = (mu - target(*p)).pow(2).mean() / target(*p).pow(2).mean()
         assert err < 0.05, (p, float(err))
+
+
+def test_tokens_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
+    """The composition oracle (`_composition_oracle`) for the tokens network (it can represent the
+    target: the left cells attend the slot-1 token, the right cells the slot-2 one)."""
+    from findcli.conditional import TokenConditionalPolicy
+
+    torch.manual_seed(0)
+    _composition_oracle(TokenConditionalPolicy((2, 4, 4), 8, 8, pool=2, key_dim=8, modes=2))
 
 
 @pytest.mark.parametrize("arch", ["tokens", "slots"])
@@ -424,40 +430,11 @@ def test_slots_policy_equals_a_float64_loop_over_tokens_cells_and_channels(shape
 
 
 def test_slots_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
-    """The tokens architecture's composition oracle (word a's channel vector on the left half, b's on
-    the right; token features one-hot(word) ⊕ one-hot(slot)), for the slots network: distilled on 10 of
-    the 12 ordered pairs, it must give the 2 held-out pairs their composed μ (measured: relative error ≈ 1e-7)."""
-    from findcli.conditional import SlotConditionalPolicy, distill
+    """The composition oracle (`_composition_oracle`) for the slots network, at the smallest ranks that
+    represent the target (two slot masks, no layout term needed); measured: relative error ≈ 1e-7.
+    With spare capacity (role_rank 4, bias_rank 1) the 10 pairs are fitted as well but the held-out
+    ones miss by 50-300%."""
+    from findcli.conditional import SlotConditionalPolicy
 
-    g = torch.Generator().manual_seed(0)
-    vocab = torch.randn(4, 2, generator=g) * 1.5
-    pairs = [(a, b) for a in range(4) for b in range(4) if a != b]
-    held = [(0, 1), (3, 2)]
-
-    def tokens(a, b):
-        t = torch.zeros(2, 8)
-        t[0, a], t[0, 4 + 0] = 1.0, 1.0
-        t[1, b], t[1, 4 + 1] = 1.0, 1.0
-        return t
-
-    def target(a, b):
-        m = torch.zeros(2, 4, 4)
-        m[:, :, :2] = vocab[a].view(2, 1, 1)
-        m[:, :, 2:] = vocab[b].view(2, 1, 1)
-        return m.flatten()
-
-    train = [p for p in pairs if p not in held]
-    tok = torch.stack([tokens(*p) for p in train])
-    text = tok.mean(1)  # a pooled feature that does not know the order
     torch.manual_seed(0)
-    # the smallest ranks that represent the target (two slot masks, no layout term needed): with spare
-    # capacity (role_rank 4, bias_rank 1) 10 pairs are fitted as well but the held-out ones miss by 50-300%
-    pol = SlotConditionalPolicy((2, 4, 4), 8, 8, pool=2, role_rank=2, bias_rank=1)
-    curve = distill(pol, text, torch.stack([target(*p) for p in train]), torch.zeros(len(train), 32), steps=1500,
-                    lr=3e-2, weight_decay=0.0, tokens=tok)
-    assert curve[-1] < 0.01 * curve[0], (curve[0], curve[-1])
-    for p in held:
-        t = tokens(*p)
-        mu, _ = pol(t.mean(0), t)
-        err = (mu - target(*p)).pow(2).mean() / target(*p).pow(2).mean()
-        assert err < 0.05, (p, float(err))
+    _composition_oracle(SlotConditionalPolicy((2, 4, 4), 8, 8, pool=2, role_rank=2, bias_rank=1))
