@@ -46,6 +46,8 @@ ap.add_argument("--role-rank", type=int, default=8)
 ap.add_argument("--bias-rank", type=int, default=4)
 ap.add_argument("--steps", type=int, default=2000)
 ap.add_argument("--weight-decay", type=float, default=1e-4)
+ap.add_argument("--with-words", action="store_true", help="token features: the prompt_embeds each followed by its "
+                "token's input (word) embedding, which no context changes (a code can then be the word's alone)")
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
 ap.add_argument("--json", required=True)
@@ -125,8 +127,14 @@ ro = {p: Rollout(pipe, p, SamplerSettings()) for p in fit_p + fold_p}
 with torch.no_grad():
     text = {p: ro[p].text_features().float() for p in ro}
     toks = {p: ro[p].token_text().float() for p in ro}
+    if a.with_words:
+        def words(p: str) -> torch.Tensor:
+            ids = pipe.tokenizer(p, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
+                                 return_tensors="pt").input_ids
+            return pipe.text_encoder.get_input_embeddings()(ids)[0].float()
+        toks = {p: torch.cat([toks[p], words(p)], dim=-1) for p in ro}
 res = {"n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
-       "role_rank": a.role_rank, "bias_rank": a.bias_rank, "fit": fit_p, "judged": fold_p, "arms": ARMS,
+       "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}
 for arm in ARMS:
