@@ -11,10 +11,20 @@ ROC AUC for the judge's success (pooled over the category's videos; `findcli.eva
     OMP_NUM_THREADS=1 python benchmarks/video_world.py --n 32 --json runs/video/baseline.json
 
 The reward AUC needs videos the judge both accepts and rejects; categories without both print '–'.
+
+With `--policy-dir DIR` (the layout `find train --prompts FILE --out-dir DIR` writes: DIR/<slug>.pt),
+each prompt's policy is drawn on the same ε as its baseline (`findcli.sampling.draw`, the draw `find
+eval` makes, so the success rates equal `find eval --n N --seed S`'s), and both arms are judged and
+scored: the reward's AUC on the *policy's* videos says whether FIND's gain in reward is a gain the judge
+sees or a hack (the reward rising on videos the judge rejects). `--only REGEX` keeps the suite lines
+whose category or prompt matches.
+
+    OMP_NUM_THREADS=1 python benchmarks/video_world.py --n 32 --seed 1 --policy-dir DIR --json runs/video/arms.json
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -44,6 +54,30 @@ def videos_for(pipe, prompt: str, n: int, seed: int, cache: Path, frames: int) -
     return torch.load(f, weights_only=True)
 
 
+def arms_for(pipe, prompt: str, policy_path: Path, n: int, seed: int, cache: Path, frames: int) -> dict:
+    """{"baseline", "policy"}: (n, F, 3, 64, 64) videos of one paired eval draw of `policy_path`'s policy
+    (its own sampler settings, as `find eval` reads them), cached by prompt, n, seed and the file's bytes."""
+    import hashlib
+
+    from findcli.policy import load_policy
+    from findcli.sampling import settings_from_meta
+
+    digest = hashlib.blake2b(policy_path.read_bytes(), digest_size=6).hexdigest()
+    cache.mkdir(parents=True, exist_ok=True)
+    f = cache / f"{slug(prompt)}_n{n}_s{seed}_policy{digest}.pt"
+    if not f.exists():
+        pf = load_policy(policy_path)
+        settings = settings_from_meta(pf.meta, source=str(policy_path))
+        if not settings.frames:
+            settings = dataclasses.replace(settings, frames=frames)
+        d = draw(pipe(), prompt, settings, seed, n, pf.policy, baseline=True)
+        tmp = f.with_suffix(".tmp")
+        torch.save({"baseline": d.baseline_images.float().cpu(), "policy": d.policy_images.float().cpu()}, tmp)
+        tmp.replace(f)
+        print(f"generated {prompt!r} (baseline and {policy_path.name}) -> {f}", flush=True)
+    return torch.load(f, weights_only=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="builtin-video")
@@ -53,12 +87,25 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/video/videos")
     ap.add_argument("--rewards", nargs="*", default=["find-shapes-video-clip", "clip"])
     ap.add_argument("--json", default=None)
+    ap.add_argument("--policy-dir", default=None, help="DIR/<slug>.pt per prompt: judge and score the policy arm too")
+    ap.add_argument("--only", default=None, help="keep the suite lines whose category or prompt matches this regex")
     a = ap.parse_args()
     world = shapes.world_of(a.model)
     if world is None or world.kind != "video":
         ap.error(f"--model {a.model!r} is not the built-in video world")
 
     suite = world.load_suite(a.suite or Path(__file__).with_name("prompts") / "video_suite.txt")
+    if a.only:
+        suite = [(c, p) for c, p in suite if re.search(a.only, f"{c}\t{p}")]
+        if not suite:
+            ap.error(f"--only {a.only!r} matches no line of the suite")
+    policy_dir = Path(a.policy_dir) if a.policy_dir else None
+    if policy_dir is not None:
+        missing = [p for _, p in suite if not (policy_dir / f"{slug(p)}.pt").exists()]
+        if missing:
+            ap.error(f"--policy-dir {policy_dir} has no policy for {missing[0]!r} (expected {slug(missing[0])}.pt); "
+                     "train it or narrow the suite with --only")
+    arm_names = ["baseline", "policy"] if policy_dir is not None else ["baseline"]
     cache = Path(a.cache) / world.model_version()  # a retrained generator never reuses old videos
     loaded = {}
 
@@ -70,41 +117,62 @@ def main() -> None:
     from findcli.rewards import build_reward
 
     rewards = {spec: build_reward(spec, torch.device("cpu"), reward_model=world.clip_model) for spec in a.rewards}
-    rows, by_cat = [], {}
-    for category, prompt in suite:
-        x = videos_for(pipe, prompt, a.n, a.seed, cache, world.default_frames)
+    def judged(x, prompt):
         ok, per = world.judge_images(x, prompt)
         scores = {spec: torch.cat([fn(c, [prompt] * len(c)).float().cpu() for c in x.split(16)]) for spec, fn in rewards.items()}
-        row = {"prompt": prompt, "category": category, "n": len(x), "success": float(ok.float().mean()),
+        row = {"n": len(x), "success": float(ok.float().mean()),
                "per_constraint": {k: float(v.float().mean()) for k, v in per.items()},
                "mean_reward": {s: float(v.mean()) for s, v in scores.items()},
                "auc": {s: rank_auc(v, ok) for s, v in scores.items()}}
+        return ok, scores, row
+
+    rows, by_cat = [], {}
+    for category, prompt in suite:
+        if policy_dir is None:
+            arms = {"baseline": videos_for(pipe, prompt, a.n, a.seed, cache, world.default_frames)}
+        else:
+            arms = arms_for(pipe, prompt, policy_dir / f"{slug(prompt)}.pt", a.n, a.seed, cache, world.default_frames)
+        row = {"prompt": prompt, "category": category}
+        c = by_cat.setdefault(category, {arm: {"ok": [], "scores": {s: [] for s in rewards}} for arm in arm_names})
+        for arm in arm_names:
+            ok, scores, r = judged(arms[arm], prompt)
+            if arm == "baseline":
+                row.update(r)  # the baseline keys stay at the top level, as before --policy-dir existed
+            else:
+                row[arm] = r
+            c[arm]["ok"].append(ok)
+            for s, v in scores.items():
+                c[arm]["scores"][s].append(v)
         rows.append(row)
-        c = by_cat.setdefault(category, {"ok": [], "scores": {s: [] for s in rewards}})
-        c["ok"].append(ok)
-        for s, v in scores.items():
-            c["scores"][s].append(v)
         print(json.dumps(row), flush=True)
     cats = []
     for category, c in by_cat.items():
-        ok = torch.cat(c["ok"])
-        cats.append({"category": category, "prompts": len(c["ok"]), "n": len(ok), "success": float(ok.float().mean()),
-                     "auc": {s: rank_auc(torch.cat(v), ok) for s, v in c["scores"].items()}})
+        entry = {"category": category, "prompts": len(c["baseline"]["ok"])}
+        for arm in arm_names:
+            ok = torch.cat(c[arm]["ok"])
+            r = {"n": len(ok), "success": float(ok.float().mean()),
+                 "auc": {s: rank_auc(torch.cat(v), ok) for s, v in c[arm]["scores"].items()}}
+            entry.update(r) if arm == "baseline" else entry.update({arm: r})
+        cats.append(entry)
 
     def fmt(v):
         return "–" if v is None or v != v else f"{v:.3f}"
 
     print(f"\nmodel {a.model} ({world.model_version()}), n = {a.n} per prompt, eval seed {a.seed}")
-    print("| category | prompts | judge success | " + " | ".join(f"AUC {s}" for s in rewards) + " |")
-    print("|---|---|---|" + "---|" * len(rewards))
-    for c in cats:
-        print(f"| {c['category']} | {c['prompts']} | {100 * c['success']:.1f}% | "
-              + " | ".join(fmt(c["auc"][s]) for s in rewards) + " |")
+    for arm in arm_names:
+        print(f"\n{arm} arm" + (f" (policies of {policy_dir})" if arm == "policy" else " (N(0, I))"))
+        print("| category | prompts | judge success | " + " | ".join(f"AUC {s}" for s in rewards) + " |")
+        print("|---|---|---|" + "---|" * len(rewards))
+        for c in cats:
+            r = c if arm == "baseline" else c[arm]
+            print(f"| {c['category']} | {c['prompts']} | {100 * r['success']:.1f}% | "
+                  + " | ".join(fmt(r["auc"][s]) for s in rewards) + " |")
     if a.json:
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": a.model, "model_version": world.model_version(), "n": a.n, "seed": a.seed,
-                                   "rewards": list(rewards), "prompts": rows, "categories": cats}, indent=2))
+                                   "rewards": list(rewards), "policy_dir": a.policy_dir, "prompts": rows,
+                                   "categories": cats}, indent=2))
 
 
 if __name__ == "__main__":
