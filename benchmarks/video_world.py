@@ -32,49 +32,35 @@ from pathlib import Path
 import torch
 
 from findcli import shapes
-from findcli.evaluation import rank_auc
+from findcli.evaluation import rank_auc, slug  # slug: the name find train --prompts gives DIR/<slug>.pt
 from findcli.pipeline import SamplerSettings, load_pipeline
-from findcli.sampling import draw
+from findcli.policy import load_policy
+from findcli.sampling import draw, settings_from_meta
 
 
-def slug(prompt: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "_", prompt.lower()).strip("_")
-
-
-def videos_for(pipe, prompt: str, n: int, seed: int, cache: Path, frames: int) -> torch.Tensor:
-    """(n, F, 3, 64, 64) baseline videos of `prompt`, cached by prompt, n, seed and the model version."""
-    cache.mkdir(parents=True, exist_ok=True)
-    f = cache / f"{slug(prompt)}_n{n}_s{seed}.pt"
-    if not f.exists():
-        d = draw(pipe(), prompt, SamplerSettings(frames=frames), seed, n, None, baseline=True)
-        tmp = f.with_suffix(".tmp")
-        torch.save(d.baseline_images.float().cpu(), tmp)
-        tmp.replace(f)
-        print(f"generated {prompt!r} -> {f}", flush=True)
-    return torch.load(f, weights_only=True)
-
-
-def arms_for(pipe, prompt: str, policy_path: Path, n: int, seed: int, cache: Path, frames: int) -> dict:
-    """{"baseline", "policy"}: (n, F, 3, 64, 64) videos of one paired eval draw of `policy_path`'s policy
-    (its own sampler settings, as `find eval` reads them), cached by prompt, n, seed and the file's bytes."""
+def arm_videos(pipe, prompt: str, settings: SamplerSettings, n: int, seed: int, cache: Path,
+               policy_path: Path | None = None) -> torch.Tensor:
+    """(n, F, 3, 64, 64) videos of one arm of `find eval`'s paired draw (eval seed `seed`,
+    `findcli.sampling.draw`): N(0, I) when `policy_path` is None, else that policy file's on the same ε.
+    Cached per arm by prompt, n, seed, the sampler settings and the policy file's bytes, so a baseline is
+    drawn once for every policy folder compared on it."""
     import hashlib
 
-    from findcli.policy import load_policy
-    from findcli.sampling import settings_from_meta
+    def tag(b: bytes) -> str:
+        return hashlib.blake2b(b, digest_size=6).hexdigest()
 
-    digest = hashlib.blake2b(policy_path.read_bytes(), digest_size=6).hexdigest()
+    name = f"{slug(prompt)}_n{n}_s{seed}_set{tag(repr(dataclasses.astuple(settings)).encode())}"
+    if policy_path is not None:
+        name += f"_pi{tag(policy_path.read_bytes())}"
     cache.mkdir(parents=True, exist_ok=True)
-    f = cache / f"{slug(prompt)}_n{n}_s{seed}_policy{digest}.pt"
+    f = cache / f"{name}.pt"
     if not f.exists():
-        pf = load_policy(policy_path)
-        settings = settings_from_meta(pf.meta, source=str(policy_path))
-        if not settings.frames:
-            settings = dataclasses.replace(settings, frames=frames)
-        d = draw(pipe(), prompt, settings, seed, n, pf.policy, baseline=True)
+        policy = load_policy(policy_path).policy if policy_path is not None else None
+        d = draw(pipe(), prompt, settings, seed, n, policy, baseline=policy is None)
         tmp = f.with_suffix(".tmp")
-        torch.save({"baseline": d.baseline_images.float().cpu(), "policy": d.policy_images.float().cpu()}, tmp)
+        torch.save((d.baseline_images if policy is None else d.policy_images).float().cpu(), tmp)
         tmp.replace(f)
-        print(f"generated {prompt!r} (baseline and {policy_path.name}) -> {f}", flush=True)
+        print(f"generated {prompt!r} ({policy_path.name if policy_path else 'N(0, I)'}) -> {f}", flush=True)
     return torch.load(f, weights_only=True)
 
 
@@ -128,10 +114,14 @@ def main() -> None:
 
     rows, by_cat = [], {}
     for category, prompt in suite:
-        if policy_dir is None:
-            arms = {"baseline": videos_for(pipe, prompt, a.n, a.seed, cache, world.default_frames)}
-        else:
-            arms = arms_for(pipe, prompt, policy_dir / f"{slug(prompt)}.pt", a.n, a.seed, cache, world.default_frames)
+        settings = SamplerSettings(frames=world.default_frames)
+        paths = {"baseline": None}
+        if policy_dir is not None:  # both arms with the policy's own sampler, as `find eval` reads it
+            paths["policy"] = policy_dir / f"{slug(prompt)}.pt"
+            settings = settings_from_meta(load_policy(paths["policy"]).meta, source=str(paths["policy"]))
+            if not settings.frames:
+                settings = dataclasses.replace(settings, frames=world.default_frames)
+        arms = {arm: arm_videos(pipe, prompt, settings, a.n, a.seed, cache, path) for arm, path in paths.items()}
         row = {"prompt": prompt, "category": category}
         c = by_cat.setdefault(category, {arm: {"ok": [], "scores": {s: [] for s in rewards}} for arm in arm_names})
         for arm in arm_names:
@@ -152,7 +142,10 @@ def main() -> None:
             ok = torch.cat(c[arm]["ok"])
             r = {"n": len(ok), "success": float(ok.float().mean()),
                  "auc": {s: rank_auc(torch.cat(v), ok) for s, v in c[arm]["scores"].items()}}
-            entry.update(r) if arm == "baseline" else entry.update({arm: r})
+            if arm == "baseline":
+                entry.update(r)  # top level, as before --policy-dir existed
+            else:
+                entry[arm] = r
         cats.append(entry)
 
     def fmt(v):
