@@ -12,7 +12,13 @@ Loss: symmetric InfoNCE over the batch (clips with the same meaning are not each
 with each clip's hard negatives as extra text candidates in its video -> text softmax: the clip's own
 caption with every direction flipped (`world.OPPOSITE`, always) and `negatives` more from
 `world.hard_negatives` (one object's direction, colour or shape changed, or the two directions
-swapped). Held-out accuracy on a fixed set of clips (seed + 10000), clean and degraded (blur sigma
+swapped). With `video_negatives` > 0 the text -> video softmax also gets, per caption, that many
+*incoherent copies of its own clip* (`incoherent`): its frames shuffled, every other frame taken from a
+second render of the same spec (the objects teleport), or one object painted out over a span of frames.
+Every frame of such a copy still shows the caption's objects, so only a reward that reads the clip as a
+whole over time can rank it below the clip; FIND's policies on two-object prompts found exactly such
+videos (objects jumping between frames, RESULTS.md §11) while the reward trained without them rose.
+`init` starts from a saved reward folder (a fine-tune) instead of from scratch. Held-out accuracy on a fixed set of clips (seed + 10000), clean and degraded (blur sigma
 1.3 px + noise 0.07, the judge's hardest measured condition): the true caption scored above its
 direction-flipped caption (`flip`) and above all its hard negatives (`all`), logged every `eval_every`
 steps. Deterministic from --seed for a fixed --steps (not when --minutes stops it early). Writes
@@ -31,6 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from findcli.errors import FindError
 from findcli.shapes import models as M
 from findcli.shapes.training.common import Clock, load_vae
 from findcli.shapes.training.common import log as _log
@@ -43,6 +50,7 @@ from findcli.shapes.video.world import (
     VideoSpec,
     hard_negatives,
     render_video,
+    render_video_with_layout,
     sample_training_specs,
 )
 
@@ -81,6 +89,8 @@ class VideoClipTrainConfig:
     ckpt_every: int = 500  # steps between checkpoints written to `out` (0: only at the end)
     log_every: int = 50
     minutes: float = 0.0  # wall-time budget for the training loop (0 = none)
+    video_negatives: int = 0  # incoherent copies of each clip as extra videos in its caption's softmax (0 = none)
+    init: str = ""  # a reward folder (video_clip.safetensors + config.json) to fine-tune from ("" = from scratch)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)  # `--set widths=8,16,16` parses to floats
@@ -153,6 +163,52 @@ def negatives_of(spec: VideoSpec, gen: torch.Generator, k: int) -> list[VideoSpe
     return out
 
 
+INCOHERENT = ("shuffle", "teleport", "vanish")  # the kinds of incoherent copy, drawn uniformly per copy
+
+
+def incoherent(x: torch.Tensor, layout, specs: list[VideoSpec], gen: torch.Generator, m: int) -> torch.Tensor:
+    """m incoherent copies of each clean clip x (B, F, 3, H, W) -> (B, m, F, 3, H, W), each of a kind
+    drawn uniformly from INCOHERENT:
+      shuffle   the clip's frames in a random order other than the identity (and other than reversed,
+                which is the direction-flipped caption's clip, not an incoherent one)
+      teleport  every other frame (odd or even, at random) from a second render of the same spec: the
+                objects jump between two places, each frame alone a true picture of the caption
+      vanish    one object (a random one of the spec's) painted out with the background over a random
+                span of 1..F-1 frames (its box grown by a pixel; objects are 4 px apart, so the other
+                object is untouched)
+    `layout` is render_video_with_layout's VideoLayout of x."""
+    b, f = x.shape[:2]
+    size = x.shape[-1]
+    scale = size / 64.0  # layout boxes are in pixels of a 64 px canvas
+    other = render_video(specs, gen, frames=f, size=size)
+    bg = torch.tensor(BACKGROUND, dtype=x.dtype).view(3, 1, 1)
+    ident, rev = torch.arange(f), torch.arange(f - 1, -1, -1)
+    out = x[:, None].repeat(1, m, 1, 1, 1, 1)
+    kinds = torch.randint(len(INCOHERENT), (b, m), generator=gen)
+    for i in range(b):
+        for j in range(m):
+            kind = INCOHERENT[int(kinds[i, j])]
+            if kind == "shuffle":
+                perm = ident
+                while torch.equal(perm, ident) or torch.equal(perm, rev):
+                    perm = torch.randperm(f, generator=gen)
+                out[i, j] = x[i, perm]
+            elif kind == "teleport":
+                start = int(torch.randint(2, (1,), generator=gen))
+                out[i, j, start::2] = other[i, start::2]
+            else:
+                slots = layout.used[i].nonzero().squeeze(1)
+                k = int(slots[int(torch.randint(len(slots), (1,), generator=gen))])
+                length = int(torch.randint(1, f, (1,), generator=gen))
+                t0 = int(torch.randint(0, f - length + 1, (1,), generator=gen))
+                for t in range(t0, t0 + length):
+                    x0, y0, w, h = (float(v) for v in layout.boxes[i, t, k])
+                    c0, c1 = max(0, int(x0 * scale) - 1), min(size, int((x0 + w) * scale) + 2)
+                    r0, r1 = max(0, int(y0 * scale) - 1), min(size, int((y0 + h) * scale) + 2)
+                    out[i, j, t, :, r0:r1, c0:c1] = bg
+    return out
+
+
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Per-clip isotropic Gaussian blur of videos (N, F, 3, H, W), sigma (N,) px (0 = none); separable
     9-tap kernel, replicate padding."""
@@ -215,9 +271,11 @@ def degrade(x: torch.Tensor, gen: torch.Generator, sigma: float = EVAL_BLUR, noi
 
 
 def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec],
-                     negs: list[list[VideoSpec]]) -> tuple[torch.Tensor, dict]:
-    """Symmetric InfoNCE over the batch plus each clip's hard negatives in its video -> text softmax.
-    Returns the loss and {"flip_acc": fraction of clips whose caption beats its flipped caption}."""
+                     negs: list[list[VideoSpec]], video_negs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Symmetric InfoNCE over the batch plus each clip's hard negatives in its video -> text softmax and,
+    when `video_negs` (B, M, F, 3, H, W) is given, caption i's M incoherent clips in its text -> video
+    softmax. Returns the loss and {"flip_acc": fraction of clips whose caption beats its flipped caption,
+    "coherent_acc": fraction whose clip beats all of its incoherent copies (1.0 when there are none)}."""
     b = len(specs)
     caps = [s.caption() for s in specs]
     neg_caps = [[n.caption() for n in ns] for ns in negs]
@@ -235,19 +293,33 @@ def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[Video
     missing = torch.tensor([[j >= len(ns) for j in range(k)] for ns in neg_caps])
     neg = (s * torch.einsum("bd,bkd->bk", v, t[idx])).masked_fill(missing, -1e4)
     target = torch.arange(b)
-    loss = 0.5 * (F.cross_entropy(torch.cat([sim, neg], 1), target) + F.cross_entropy(sim.T, target))
+    text_logits = sim.T  # (B, B): caption i against clip j
+    coherent_acc = 1.0
+    if video_negs is not None and video_negs.shape[1] > 0:
+        m = video_negs.shape[1]
+        vn = model.encode_video(video_negs.flatten(0, 1)).view(b, m, -1)  # (B, M, D)
+        tc = t[[where[c] for c in caps]]  # (B, D)
+        vneg = s * torch.einsum("bd,bmd->bm", tc, vn)  # caption i against its own clip's incoherent copies
+        coherent_acc = (sim.diagonal()[:, None] > vneg).all(1).float().mean().item()
+        text_logits = torch.cat([text_logits, vneg], 1)
+    loss = 0.5 * (F.cross_entropy(torch.cat([sim, neg], 1), target) + F.cross_entropy(text_logits, target))
     flip_acc = (sim.diagonal() > neg[:, 0]).float().mean().item()
-    return loss, {"flip_acc": flip_acc}
+    return loss, {"flip_acc": flip_acc, "coherent_acc": coherent_acc}
 
 
 def eval_set(cfg: VideoClipTrainConfig):
-    """The fixed held-out set: specs, clean clips, degraded clips and every clip's negatives (the
-    flipped caption first, then all of its hard negatives), drawn from seed + 10000."""
+    """The fixed held-out set: specs, clean clips, degraded clips, every clip's negatives (the flipped
+    caption first, then all of its hard negatives) and 3 incoherent copies of every clip (clean, then
+    degraded like the clips), drawn from seed + 10000 (the incoherent copies last, so the rest is
+    the same draw as before they existed)."""
     g = torch.Generator().manual_seed(10_000 + cfg.seed)
     specs = sample_specs(cfg.eval_clips, g, cfg.two_share)
-    clean = render_video(specs, g, frames=cfg.frames)
+    clean, layout = render_video_with_layout(specs, g, frames=cfg.frames)
     negs = [negatives_of(s, g, 100) for s in specs]
-    return specs, clean, degrade(clean, g), negs
+    degraded = degrade(clean, g)
+    inc = incoherent(clean, layout, specs, g, 3)
+    inc_degraded = degrade(inc.flatten(0, 1), g).view_as(inc)
+    return specs, clean, degraded, negs, inc, inc_degraded
 
 
 @torch.no_grad()
@@ -278,9 +350,25 @@ def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], n
             "flip_two": mean([f for f, k in zip(flip, kinds) if k == "two_motion"])}
 
 
+@torch.no_grad()
+def coherence(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], inc: torch.Tensor,
+              chunk: int = 64) -> float:
+    """The fraction of clips whose caption scores the clip above every one of its incoherent copies
+    inc (B, M, F, 3, H, W)."""
+    was = model.training
+    model.eval()
+    t = model.encode_prompts([s.caption() for s in specs])
+    v = torch.cat([model.encode_video(x) for x in videos.split(chunk)])
+    vi = torch.cat([model.encode_video(x) for x in inc.flatten(0, 1).split(chunk)]).view(*inc.shape[:2], -1)
+    model.train(was)
+    true = (t * v).sum(-1)
+    return round(float((true[:, None] > torch.einsum("bd,bmd->bm", t, vi)).all(1).float().mean()), 4)
+
+
 def evaluate(model: R.VideoClip, held) -> dict:
-    specs, clean, degraded, negs = held
-    return {"clean": accuracy(model, clean, specs, negs), "degraded": accuracy(model, degraded, specs, negs)}
+    specs, clean, degraded, negs, inc, inc_degraded = held
+    return {"clean": {**accuracy(model, clean, specs, negs), "coherent": coherence(model, clean, specs, inc)},
+            "degraded": {**accuracy(model, degraded, specs, negs), "coherent": coherence(model, degraded, specs, inc_degraded)}}
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -289,6 +377,12 @@ def evaluate(model: R.VideoClip, held) -> dict:
 def train_video_clip(cfg: VideoClipTrainConfig) -> dict:
     torch.manual_seed(cfg.seed)
     model = R.VideoClip(model_config(cfg)).train()
+    if cfg.init:  # a fine-tune: the architecture must match the folder's (its config.json)
+        start = R.load_video_clip(cfg.init)
+        if start.cfg != model.cfg:
+            raise FindError(f"--set init={cfg.init}: its architecture {start.cfg} differs from this run's {model.cfg}; "
+                            "drop the --set fields that change the model")
+        model.load_state_dict(start.state_dict())
     vae = load_vae(Path(cfg.model_dir)) if cfg.vae_share > 0 else None
     held = eval_set(cfg)
     gen = torch.Generator().manual_seed(cfg.seed + 4)
@@ -305,17 +399,22 @@ def train_video_clip(cfg: VideoClipTrainConfig) -> dict:
         for grp in opt.param_groups:
             grp["lr"] = lr
         specs = sample_specs(cfg.batch, gen, cfg.two_share)
-        x = augment(render_video(specs, gen, frames=cfg.frames), gen, cfg, vae)
+        clean, layout = render_video_with_layout(specs, gen, frames=cfg.frames)
+        x = augment(clean, gen, cfg, vae)
         negs = [negatives_of(s, gen, cfg.negatives) for s in specs]
-        loss, parts = contrastive_loss(model, x, specs, negs)
+        video_negs = None
+        if cfg.video_negatives > 0:  # degraded like the clips, so degradation never tells them apart
+            inc = incoherent(clean, layout, specs, gen, cfg.video_negatives)
+            video_negs = augment(inc.flatten(0, 1), gen, cfg, vae).view_as(inc)
+        loss, parts = contrastive_loss(model, x, specs, negs, video_negs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        hist.append((loss.item(), parts["flip_acc"]))
+        hist.append((loss.item(), parts["flip_acc"], parts["coherent_acc"]))
         if step % cfg.log_every == 0:
             a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
-            log(step=step, loss=a[0], train_flip_acc=a[1], scale=model.scale().item(), lr=lr, s=clock.elapsed())
+            log(step=step, loss=a[0], train_flip_acc=a[1], train_coherent_acc=a[2], scale=model.scale().item(), lr=lr, s=clock.elapsed())
         last = step == cfg.steps or clock.out_of_time()
         if cfg.eval_every and step % cfg.eval_every == 0 and not last:
             metrics = evaluate(model, held)
