@@ -191,3 +191,83 @@ def test_negatives_start_with_every_direction_flipped_and_differ_in_meaning():
         assert len(negs) == 9
         meanings = [n.meaning() for n in negs]
         assert spec.meaning() not in meanings and len(set(meanings)) == len(meanings)
+
+
+def test_incoherent_copies_keep_the_frames_or_break_them_as_their_kind_says():
+    """Oracle: the renderer's own layout. shuffle = a permutation (neither identity nor reversal) of the
+    clip's frames; teleport = every other frame of the clip untouched, the rest from another render;
+    vanish = only pixels inside one object's (grown) box repainted with the background, in some frames."""
+    from findcli.shapes.video.world import BACKGROUND, render_video_with_layout
+
+    g = torch.Generator().manual_seed(3)
+    specs = V.sample_specs(24, g, 0.5)
+    x, lay = render_video_with_layout(specs, g, frames=6)
+    inc = V.incoherent(x, lay, specs, g, 3)
+    assert inc.shape == (24, 3, *x.shape[1:])
+    bg = torch.tensor(BACKGROUND).view(3, 1, 1)
+    seen = set()
+    for i in range(24):
+        for j in range(3):
+            y = inc[i, j]
+            assert not torch.equal(y, x[i]) and not torch.equal(y, x[i].flip(0))
+            same = [int(torch.equal(y[t], x[i][t])) for t in range(6)]
+            matches = [[s for s in range(6) if torch.equal(y[t], x[i][s])] for t in range(6)]
+            changed = (y != x[i]).any(1)  # (F, H, W) pixels that differ
+            if all(matches[t] for t in range(6)) and sorted(m[0] for m in matches) == list(range(6)):
+                seen.add("shuffle")  # a permutation of the clip's own frames
+            elif same[0::2] == [1, 1, 1] or same[1::2] == [1, 1, 1]:
+                seen.add("teleport")
+            else:
+                seen.add("vanish")
+                assert 1 <= int(changed.flatten(1).any(1).sum()) <= 5  # a span of 1..F-1 frames
+                assert torch.equal(y.permute(0, 2, 3, 1)[changed], bg.view(1, 3).expand(int(changed.sum()), 3))
+    assert seen == {"shuffle", "teleport", "vanish"}
+
+
+def test_video_negatives_enter_only_the_text_to_video_softmax():
+    """Oracle: the loss written out by hand from the model's own embeddings (F.cross_entropy over
+    explicitly concatenated logits); with no video negatives it is the old loss exactly."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = R.VideoClip(_tiny_config())
+    g = torch.Generator().manual_seed(4)
+    specs = V.sample_specs(6, g, 0.5)
+    x = render_video(specs, g, frames=4)
+    negs = [V.negatives_of(s, g, 2) for s in specs]
+    vn = torch.rand(6, 2, 4, 3, 64, 64, generator=g)
+    old, _ = V.contrastive_loss(model, x, specs, negs)
+    new, parts = V.contrastive_loss(model, x, specs, negs, vn)
+    none, _ = V.contrastive_loss(model, x, specs, negs, vn[:, :0])
+    with torch.no_grad():
+        s = model.scale()
+        v, t = model.encode_video(x), model.encode_prompts([sp.caption() for sp in specs])
+        sim = s * v @ t.T
+        mean = [sp.meaning() for sp in specs]
+        same = torch.tensor([[mean[i] == mean[j] and i != j for j in range(6)] for i in range(6)])
+        sim = sim.masked_fill(same, -1e4)
+        tn = model.encode_prompts([n.caption() for ns in negs for n in ns]).view(6, -1, t.shape[-1])
+        neg = s * torch.einsum("bd,bkd->bk", v, tn)
+        vneg = s * torch.einsum("bd,bmd->bm", t, model.encode_video(vn.flatten(0, 1)).view(6, 2, -1))
+        y = torch.arange(6)
+        v2t = F.cross_entropy(torch.cat([sim, neg], 1), y)
+        want_old = 0.5 * (v2t + F.cross_entropy(sim.T, y))
+        want_new = 0.5 * (v2t + F.cross_entropy(torch.cat([sim.T, vneg], 1), y))
+    assert torch.allclose(old, want_old, atol=1e-5) and torch.allclose(none, want_old, atol=1e-5)
+    assert torch.allclose(new, want_new, atol=1e-5) and new > old
+    assert parts["coherent_acc"] == float((sim.diagonal()[:, None] > vneg).all(1).float().mean())
+
+
+def test_init_fine_tunes_from_a_saved_reward_and_refuses_another_architecture(tmp_path, trained):
+    cfg = dict(widths=(8, 16, 16), frame_dim=64, embed_dim=32, word_dim=32, text_hidden=32, batch=4, frames=3,
+               eval_clips=4, eval_every=0, ckpt_every=0, log_every=100, two_share=0.5, video_negatives=1)
+    # one step at lr 0: the fine-tune's parameters are exactly the start's (BatchNorm's running statistics
+    # do move in a train-mode step, so they are left out); from scratch they are not
+    V.train_video_clip(V.VideoClipTrainConfig(out=str(tmp_path / "ft"), steps=1, lr=0.0, init=str(trained), **cfg))
+    V.train_video_clip(V.VideoClipTrainConfig(out=str(tmp_path / "new"), steps=1, lr=0.0, **cfg))
+    a, b, c = (dict(R.load_video_clip(f).named_parameters()) for f in (trained, tmp_path / "ft", tmp_path / "new"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    with pytest.raises(FindError, match="architecture"):
+        V.train_video_clip(V.VideoClipTrainConfig(out=str(tmp_path / "bad"), steps=1, init=str(trained),
+                                                  **{**cfg, "frame_dim": 16}))
