@@ -230,7 +230,7 @@ def test_video_negatives_enter_only_the_text_to_video_softmax():
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    model = R.VideoClip(_tiny_config())
+    model = R.VideoClip(_tiny_config()).eval()  # running BatchNorm statistics: encodings batch-independent
     g = torch.Generator().manual_seed(4)
     specs = V.sample_specs(6, g, 0.5)
     x = render_video(specs, g, frames=4)
@@ -256,6 +256,17 @@ def test_video_negatives_enter_only_the_text_to_video_softmax():
     assert torch.allclose(old, want_old, atol=1e-5) and torch.allclose(none, want_old, atol=1e-5)
     assert torch.allclose(new, want_new, atol=1e-5) and new > old
     assert parts["coherent_acc"] == float((sim.diagonal()[:, None] > vneg).all(1).float().mean())
+    # in train mode (batch statistics) the clips and their copies share one batch: the loss is the one
+    # computed from a single encoding of both, not from two separately normalised batches
+    model.train()
+    with torch.no_grad():
+        both = model.encode_video(torch.cat([x, vn.flatten(0, 1)]))
+        sim = (s * both[:6] @ t.T).masked_fill(same, -1e4)
+        vneg = s * torch.einsum("bd,bmd->bm", t, both[6:].view(6, 2, -1))
+        want = 0.5 * (F.cross_entropy(torch.cat([sim, s * torch.einsum("bd,bkd->bk", both[:6], tn)], 1), y)
+                      + F.cross_entropy(torch.cat([sim.T, vneg], 1), y))
+        got, _ = V.contrastive_loss(model, x, specs, negs, vn)
+    assert torch.allclose(got, want, atol=1e-5)
 
 
 def test_init_fine_tunes_from_a_saved_reward_and_refuses_another_architecture(tmp_path, trained):

@@ -282,7 +282,13 @@ def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[Video
     unique = list(dict.fromkeys(caps + [c for ns in neg_caps for c in ns]))
     where = {c: i for i, c in enumerate(unique)}
     t = model.encode_prompts(unique)  # (U, D)
-    v = model.encode_video(videos)  # (B, D)
+    m = video_negs.shape[1] if video_negs is not None else 0
+    # the clips and their incoherent copies go through the encoder in ONE batch: in train mode BatchNorm
+    # normalises by the batch's statistics, and two batches would let the model tell copies from clips
+    # by those statistics alone (measured: 99.9% on training batches, 73% held out)
+    both = torch.cat([videos, video_negs.flatten(0, 1)]) if m else videos
+    enc = model.encode_video(both)
+    v = enc[:b]  # (B, D)
     s = model.scale()
     sim = s * v @ t[[where[c] for c in caps]].T  # (B, B): clip i against caption j
     meaning = [sp.meaning() for sp in specs]
@@ -295,9 +301,8 @@ def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[Video
     target = torch.arange(b)
     text_logits = sim.T  # (B, B): caption i against clip j
     coherent_acc = 1.0
-    if video_negs is not None and video_negs.shape[1] > 0:
-        m = video_negs.shape[1]
-        vn = model.encode_video(video_negs.flatten(0, 1)).view(b, m, -1)  # (B, M, D)
+    if m:
+        vn = enc[b:].view(b, m, -1)  # (B, M, D)
         tc = t[[where[c] for c in caps]]  # (B, D)
         vneg = s * torch.einsum("bd,bmd->bm", tc, vn)  # caption i against its own clip's incoherent copies
         coherent_acc = (sim.diagonal()[:, None] > vneg).all(1).float().mean().item()
@@ -390,6 +395,10 @@ def train_video_clip(cfg: VideoClipTrainConfig) -> dict:
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     meta = {"training": {**dataclasses.asdict(cfg), "command": command(cfg)}}
+    if cfg.init:  # the start's own record, so the chain of commands that made these weights stays readable
+        import json
+
+        meta["training"]["init_training"] = json.loads((Path(cfg.init) / R.CONFIG_FILE).read_text()).get("training")
     log(params=sum(p.numel() for p in model.parameters()), steps=cfg.steps, batch=cfg.batch, clips=cfg.steps * cfg.batch)
     clock = Clock(cfg.minutes)
     hist, step, metrics = [], 0, {}
