@@ -102,8 +102,18 @@ def main() -> None:
     ap.add_argument("--rewards", nargs="*", default=["clip", "find-shapes-detector", "clip=1,find-shapes-detector=1"])
     ap.add_argument("--generate-only", action="store_true")
     ap.add_argument("--templates", nargs="*", default=None, help="only these templates (e.g. 'next to' 'count 4')")
+    ap.add_argument("--judge", default=None, help="judge with another copy of judge.py (e.g. an older one from "
+                    "`git show REV:findcli/shapes/judge.py`) instead of findcli.shapes.judge")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    judge_fn = judge
+    if a.judge:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("judge_under_test", a.judge)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        judge_fn = mod.judge
     chosen = pick_prompts(a.per_template, a.seed)
     if a.templates:
         unknown = sorted(set(a.templates) - set(chosen))
@@ -122,7 +132,7 @@ def main() -> None:
         ok, scores = [], {spec: [] for spec in rewards}
         for p in prompts:
             x = images[p]
-            ok.append(judge(x, p)[0])
+            ok.append(judge_fn(x, p)[0])
             for spec, fn in rewards.items():
                 scores[spec].append(torch.cat([fn(c, [p] * len(c)) for c in x.split(64)]))
         ok_t = torch.cat(ok)
