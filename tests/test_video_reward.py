@@ -282,3 +282,83 @@ def test_init_fine_tunes_from_a_saved_reward_and_refuses_another_architecture(tm
     with pytest.raises(FindError, match="architecture"):
         V.train_video_clip(V.VideoClipTrainConfig(out=str(tmp_path / "bad"), steps=1, init=str(trained),
                                                   **{**cfg, "frame_dim": 16}))
+
+
+# --- per-object scoring of two-object prompts (combine="min", session 2026-12-05) ---------------------
+# Oracles: the model's own encoders called by hand on captions written out here (not built by the module),
+# and the renderer's ground truth (the same scene with and without one of its two named objects).
+
+TWO = "a red sphere moving right and a blue cube moving left"
+TWO_SUBS = ("a red sphere moving right", "a blue cube moving left")
+
+
+def test_one_object_prompts_score_the_full_caption_bit_for_bit_under_every_combine(trained):
+    specs, x = _clips(4, seed=12, frames=6)
+    prompts = [s.caption() for s in specs]
+    mixed = [prompts[0], TWO, prompts[2], TWO]  # one-object rows beside two-object ones in one batch
+    full, per_object = R.VideoClipReward("cpu", folder=trained), R.VideoClipReward("cpu", folder=trained, combine="min")
+    m = full.model
+    with torch.no_grad():
+        direct = m.scale() * (m.encode_video(x) * m.encode_prompts(prompts)).sum(-1)  # the score before 2026-12-05
+        assert torch.equal(full(x, prompts), direct)
+        assert torch.equal(per_object(x, prompts), direct)
+        got = per_object(x, mixed)
+    assert torch.equal(got[[0, 2]], full(x, mixed)[[0, 2]])
+    assert full.combine == "full" == R.COMBINE
+
+
+def test_two_object_score_is_the_min_of_the_full_and_each_objects_caption(trained):
+    g = torch.Generator().manual_seed(13)
+    x = render_video([parse_video_prompt(TWO)] * 3, g, frames=6)
+    x[2] = x[2].flip(0)  # one clip played backwards: both objects move the wrong way
+    per_object = R.VideoClipReward("cpu", folder=trained, combine="min")
+    m = per_object.model
+    with torch.no_grad():
+        v, s = m.encode_video(x), m.scale()
+        one = [s * (v * m.encode_prompts([c])).sum(-1) for c in (TWO,) + TWO_SUBS]  # each caption on its own
+        want = torch.minimum(torch.minimum(one[0], one[1]), one[2])
+        got = per_object(x, [TWO] * 3)
+        spelled = per_object(x, ["A red sphere moving to the right and a blue cube moving to the LEFT."] * 3)
+        plain = R.VideoClipReward("cpu", folder=trained)(x, [TWO] * 3)
+    assert torch.allclose(got, want, atol=1e-5) and torch.equal(got, spelled)
+    assert torch.allclose(plain, one[0], atol=1e-5)  # the default: the full caption alone
+    assert R.sub_captions(parse_video_prompt(TWO)) == list(TWO_SUBS)
+
+
+def test_unknown_combine_is_a_one_line_error(trained):
+    with pytest.raises(FindError, match="unknown combine 'mean'.*full, min") as e:
+        R.VideoClipReward("cpu", folder=trained, combine="mean")
+    assert "\n" not in str(e.value)
+
+
+def _without(x, lay, k):
+    """The rendered clips x (their layout `lay`) redrawn with object slot k left out: the same scene, the
+    same boxes, brightness 1 and no colour jitter for the objects that stay (the clips with both are
+    redrawn the same way, so the two differ only by the missing object)."""
+    from findcli.shapes.video.world import MAX_OBJECTS, _composite
+
+    n, f = x.shape[:2]
+    used = lay.used.clone()
+    if k is not None:
+        used[:, k] = False
+    rep = lambda t: t.repeat_interleave(f, 0)  # noqa: E731
+    out = _composite(lay.boxes.reshape(n * f, MAX_OBJECTS, 4), rep(lay.shape_ids), rep(lay.colour_ids), rep(used),
+                     torch.ones(n * f, MAX_OBJECTS), torch.zeros(n * f, MAX_OBJECTS, 3), x.shape[-1])
+    return out.view_as(x)
+
+
+def test_a_clip_missing_one_named_object_scores_below_the_same_scene_with_both():
+    """The shipped weights (the tiny test model sees no two-object clips); 16 rendered scenes per prompt."""
+    from findcli.rewards import build_reward
+    from findcli.shapes.video.world import render_video_with_layout
+
+    per_object = build_reward("findcli.shapes.video.reward:per_object_reward", torch.device("cpu"))
+    g = torch.Generator().manual_seed(14)
+    for prompt in (TWO, "a green pyramid moving up and a red sphere moving right"):
+        x, lay = render_video_with_layout([parse_video_prompt(prompt)] * 16, g, frames=8)
+        with torch.no_grad():
+            both = per_object(_without(x, lay, None), [prompt] * 16)
+            for k in (0, 1):
+                partial = per_object(_without(x, lay, k), [prompt] * 16)
+                assert (partial < both).float().mean() >= 0.9, (prompt, k, partial, both)
+                assert partial.mean() < both.mean() - 5, (prompt, k)

@@ -16,6 +16,29 @@ real video models: a small CLIP-style pair of encoders trained from scratch on r
                  final states are projected to the joint space. Spellings of one meaning so score alike.
   score          logit_scale x cosine(video embedding, text embedding), as CLIP. The scale is learned
                  in training and fixed afterwards, so the score lies in (-scale, scale).
+                 A one-object prompt is always scored so. A prompt that names two objects is scored as
+                 `VideoClipReward(combine=...)` says:
+                   "full" (the default)  the full caption's score, as above.
+                   "min"                 min(full caption's score, score of each named object's own
+                                         sub-caption), the sub-captions built from the parsed objects
+                                         ("a red sphere moving right and a blue cube moving left" ->
+                                         "a red sphere moving right", "a blue cube moving left"). On the
+                                         CLI: `--reward findcli.shapes.video.reward:per_object_reward`.
+                 Why "min" exists and is not the default (benchmarks/RESULTS.md §11, session 2026-12-05):
+                 FIND hacks the full caption on two-object prompts, climbing to videos with one correct
+                 mover. Measured on the generator's videos (4 two-object prompts x 64 videos per arm, the
+                 baseline and the suite's FIND policies trained on "full"), "min" scores one-correct-object
+                 videos about as low as videos with no correct object (the full caption ranks them well
+                 above), so the hacked videos lose most of their lead over the baseline's (P(policy video
+                 > baseline video) 0.70 -> 0.51), but not all of it and not on every prompt (2 of 4 still
+                 above); and it ranks the judge's rare successes worse on the baseline videos (AUC 0.93 ->
+                 0.79, 6 successes in 256). The sub-captions sit far below the full caption on a two-object clip
+                 (likely because training only ever showed a one-object caption to a two-object clip as
+                 a negative; on rendered clips too: ~10-27 vs ~39 on the object alone), so min is
+                 in practice the lower sub-caption's score; min over the full caption too is kept so a
+                 clip is never scored above its full caption. Tried and measured, not kept: mean of full
+                 and min, mean and soft-min (tau 1, 2) of the sub-captions, full minus the sub-captions'
+                 spread, and per-object margins against two-object captions that alter one object.
 
 Trained by `python -m findcli.shapes.training video_clip` (findcli/shapes/training/video_clip.py) with
 labels from the renderer's specs only. This module is independent of both judges: it imports neither
@@ -39,7 +62,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from findcli.errors import FindError
-from findcli.shapes.video.world import parse_video_prompt, vocabulary
+from findcli.shapes.video.world import VideoSpec, parse_video_prompt, vocabulary
 
 HERE = Path(__file__).resolve().parent
 REWARD_DIR = HERE / "reward_model"
@@ -203,9 +226,26 @@ def _check(videos, prompts) -> None:
         raise FindError(f"{videos.shape[0]} videos but {len(prompts)} prompts; pass one prompt per video")
 
 
+COMBINES = ("full", "min")
+# The default for prompts that name two objects: the full caption alone. The per-object score ("min") is
+# an option, not the default, because on the generator's videos it did not clearly fix the ranking it
+# was made for (module docstring, "score"; benchmarks/RESULTS.md §11, session 2026-12-05).
+COMBINE = "full"
+
+
+def sub_captions(spec: VideoSpec) -> list[str]:
+    """Each named object's own caption, built from the parsed spec: "a red sphere moving right and a blue
+    cube moving left" -> ["a red sphere moving right", "a blue cube moving left"]; one object -> [the
+    caption]."""
+    return [VideoSpec("single_motion", (o,)).caption() for o in spec.objects]
+
+
 class VideoClipReward:
-    """`find-shapes-video-clip`: (videos (N, F, 3, H, W) in [0, 1], prompts) -> (N,) float32,
-    logit_scale x cosine of the clip's and the prompt's embeddings, in (-scale, scale).
+    """`find-shapes-video-clip`: (videos (N, F, 3, H, W) in [0, 1], prompts) -> (N,) float32 in
+    (-scale, scale). A one-object prompt scores logit_scale x cosine of the clip's and the prompt's
+    embeddings, whatever `combine` is. A two-object prompt scores as `combine` says (module docstring,
+    "score"): "full" (the default) the full caption alone, as one object; "min" the minimum of the full
+    caption's score and each named object's sub-caption score.
 
     Whole clips are scored (accepts_video: the reward combiner passes videos, not frames). Differentiable
     in the videos when called with gradients enabled (the combiner calls it without). Frames of another
@@ -214,10 +254,14 @@ class VideoClipReward:
 
     accepts_video = True
 
-    def __init__(self, device: torch.device | str = "cpu", folder: str | Path | None = None, chunk: int = 64):
+    def __init__(self, device: torch.device | str = "cpu", folder: str | Path | None = None, chunk: int = 64,
+                 combine: str = COMBINE):
+        if combine not in COMBINES:
+            raise FindError(f"unknown combine {combine!r} for the {NAME} reward; use one of {', '.join(COMBINES)}")
         self.device = torch.device(device)
         self.model = load_video_clip(folder, self.device)
         self.chunk = chunk  # clips per forward pass
+        self.combine = combine
         # No `value_range`: the score is bounded by ±scale, but a right and a wrong clip differ by a
         # small part of that bound, so the bound would make TrainConfig.adv_std_floor bind on every
         # prompt; the running std alone sets the advantages' scale (findcli.value.RewardNormalizer).
@@ -231,4 +275,39 @@ class VideoClipReward:
         t = self.model.encode_prompts(unique)  # parses every prompt first (FindError before any video work)
         t = t[torch.tensor([unique.index(p) for p in prompts], device=t.device)]
         v = torch.cat([self.model.encode_video(x.to(self.device)) for x in videos.split(self.chunk)])
-        return (self.model.scale() * (v * t).sum(-1)).float().to(videos.device)
+        score = self.model.scale() * (v * t).sum(-1)  # the full caption's score: all of a one-object prompt's
+        if self.combine == "min":
+            score = self._per_object(v, score, prompts, unique)
+        return score.float().to(videos.device)
+
+    def _per_object(self, v: torch.Tensor, full: torch.Tensor, prompts: list[str], unique: list[str]) -> torch.Tensor:
+        """min(full caption's score, each named object's sub-caption score) on the rows whose prompt names
+        two objects; the other rows are `full` itself (the sub-captions are encoded in a text batch of
+        their own, so one-object rows are the full-caption score bit for bit)."""
+        subs = {p: sub_captions(parse_video_prompt(p)) for p in unique}
+        caps = list(dict.fromkeys(c for p in unique if len(subs[p]) > 1 for c in subs[p]))
+        if not caps:
+            return full
+        ts = self.model.encode_prompts(caps)
+        multi = torch.tensor([len(subs[p]) > 1 for p in prompts], device=v.device)
+        # (N, 2) rows of ts: each named object's sub-caption (a one-object row reads row 0; where() drops it)
+        idx = torch.tensor([[caps.index(c) for c in subs[p]] if len(subs[p]) > 1 else [0, 0] for p in prompts],
+                           device=ts.device)
+        per_obj = self.model.scale() * (v[:, None, :] * ts[idx]).sum(-1)  # (N, K) each object's score
+        both = torch.minimum(full, per_obj.min(1).values)
+        return torch.where(multi, both, full)
+
+
+_PER_OBJECT: dict = {}
+
+
+def per_object_reward(videos: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    """`--reward findcli.shapes.video.reward:per_object_reward`: the video reward with combine="min"
+    (VideoClipReward), on the videos' device; the model is loaded once per device."""
+    key = str(videos.device)
+    if key not in _PER_OBJECT:
+        _PER_OBJECT[key] = VideoClipReward(videos.device, combine="min")
+    return _PER_OBJECT[key](videos, prompts)
+
+
+per_object_reward.accepts_video = True
