@@ -1,7 +1,9 @@
 """Session 8 exploration: per-object scores built from two-object captions that alter one named object
 (its direction, colour or shape; the renderer-grammar's hard negatives), on the cached videos. Reads
 score_parts_two_seeds12.json's videos (or the file named on the command line) and the cache; draws nothing."""
-import json, sys, importlib.util, dataclasses
+import json
+import sys
+import importlib.util
 from pathlib import Path
 import torch
 from findcli import shapes
@@ -66,7 +68,8 @@ combos = {
     "sum logp_k": lambda r: r["logp"].sum(1),
 }
 def rep(scope, rb, rp):
-    cat = lambda rs, k: torch.cat([r[k] for r in rs])
+    def cat(rs, k):
+        return torch.cat([r[k] for r in rs])
     okb, okp = cat(rb, "ok"), cat(rp, "ok")
     nb, np_ = cat(rb, "nobj"), cat(rp, "nobj")
     pb, pp = cat(rb, "present"), cat(rp, "present")
@@ -75,7 +78,8 @@ def rep(scope, rb, rp):
     for name, fn in combos.items():
         sb, sp_ = torch.cat([fn(r) for r in rb]), torch.cat([fn(r) for r in rp])
         both, nn = torch.cat([sb, sp_]), torch.cat([nb, np_])
-        f = lambda v: "–" if v != v else f"{v:.3f}"
+        def f(v):
+            return "–" if v != v else f"{v:.3f}"
         by = " / ".join(f"{both[nn == k].mean():.2f}" if (nn == k).any() else "–" for k in (0, 1, 2))
         print(f"| {name} | {f(rank_auc(sb, okb))} | {f(rank_auc(sp_, okp))} | {sb.mean():.2f} | {sp_.mean():.2f} | "
               f"{f(rank_auc(both, torch.cat([torch.zeros_like(okb), torch.ones_like(okp)])))} | {by} | {f(rank_auc(sb, pb))} | {f(rank_auc(sp_, pp))} |")

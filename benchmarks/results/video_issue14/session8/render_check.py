@@ -18,7 +18,8 @@ for p in specs_txt:
         used = lay.used.clone(); used[:, k] = False
         F_ = x.shape[1]
         boxes = lay.boxes.reshape(n*F_, W.MAX_OBJECTS, 4)
-        rep = lambda t: t.repeat_interleave(F_, 0)
+        def rep(t):
+            return t.repeat_interleave(F_, 0)
         g2 = torch.Generator().manual_seed(0)
         bright = torch.ones(n, W.MAX_OBJECTS); jitter = torch.zeros(n, W.MAX_OBJECTS, 3)
         y = W._composite(boxes, rep(lay.shape_ids), rep(lay.colour_ids), rep(used), rep(bright), rep(jitter), 64).view(n, F_, 3, 64, 64)

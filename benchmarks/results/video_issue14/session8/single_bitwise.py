@@ -1,6 +1,5 @@
 """Session 8: on the cached generated videos of two single-object prompts (both arms, eval seed 1), the
 video reward with combine="min" equals combine="full" bit for bit (torch.equal), scored in batches of 16."""
-import sys
 from pathlib import Path
 import torch
 from findcli.shapes.video.reward import VideoClipReward
