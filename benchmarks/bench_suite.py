@@ -31,7 +31,9 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=1)
     ap.add_argument("--out", default="runs/suite")
     ap.add_argument("--json", default="benchmarks/results/suite_results.json")
-    ap.add_argument("--markdown", default="benchmarks/results/suite_results.md")
+    ap.add_argument("--markdown", default=None, help="the table as markdown (default: beside --json, .md; \"\" for none); it "
+                    "used to default to benchmarks/results/suite_results.md whatever --json was, so a run of another "
+                    "suite with its own --json overwrote the committed table and left it out of step with its JSON")
     ap.add_argument("--start", type=int, default=0, help="skip the first N prompts (to split a suite over processes)")
     ap.add_argument("--limit", type=int, default=0, help="at most N prompts (0 = all)")
     ap.add_argument("--reward", default="find-shapes-detector", help="training reward (find train's default on the "
@@ -111,8 +113,9 @@ def main() -> None:
                   "wall_s": round(time.perf_counter() - t_start, 1), "results": records,
                   "summary": summarize(records)}
         atomic.write_text(args.json, json.dumps(result, indent=2))  # rewritten after every prompt
-    if args.markdown:
-        atomic.write_text(args.markdown, markdown(result))
+    md = args.markdown if args.markdown is not None else (str(Path(args.json).with_suffix(".md")) if args.json else "")
+    if md:  # --markdown "" writes none
+        atomic.write_text(md, markdown(result))
     print(markdown(result))
 
 

@@ -15,7 +15,6 @@ arm on the same ε (paired, as `find eval`), judged by both judges: the same ima
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from findcli.pipeline import SamplerSettings, load_pipeline
 from findcli.policy import load_policy
 from findcli.sampling import draw, settings_from_meta
 from findcli.shapes import judge as new_judge
+from judge_rates import load_judge  # benchmarks/ is on sys.path when a script in it runs
 
 
 def main() -> None:
@@ -37,9 +37,7 @@ def main() -> None:
     ap.add_argument("--policy-dir", default=None, help="DIR/<slug>.pt per prompt: also judge the policy arm")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    spec = importlib.util.spec_from_file_location("old_judge", a.old)
-    old_judge = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(old_judge)
+    old_judge = load_judge(a.old)
     pipe = load_pipeline(None, torch.device("cpu"), torch.float32)
     rows = []
     for category, prompt in new_judge.load_suite(a.suite):

@@ -20,18 +20,26 @@ from findcli.shapes.world import KINDS, hard_negatives, render, sample_specs
 LEVELS = [(0.0, 0.0), (0.8, 0.04), (1.0, 0.05), (1.3, 0.07)]
 
 
+def load_judge(path: str | None):
+    """The judge module at `path` (another copy of judge.py, e.g. `git show REV:findcli/shapes/judge.py`),
+    or findcli.shapes.judge when None. Used by judge_rates.py, reward_auc.py and judge_change.py."""
+    if path is None:
+        from findcli.shapes import judge
+
+        return judge
+    spec = importlib.util.spec_from_file_location("judge_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--seed", type=int, default=100)
     ap.add_argument("--judge", default=None)
     a = ap.parse_args()
-    if a.judge:
-        spec = importlib.util.spec_from_file_location("judge_under_test", a.judge)
-        J = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(J)
-    else:
-        from findcli.shapes import judge as J
+    J = load_judge(a.judge)
     pool = sample_specs(8 * a.n, torch.Generator().manual_seed(a.seed), biased=False)
     specs = [s for k in KINDS for s in [p for p in pool if p.kind == k][: a.n]]
     images = render(specs, torch.Generator().manual_seed(a.seed + 1))

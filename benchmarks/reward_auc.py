@@ -28,7 +28,6 @@ import torch
 from findcli.evaluation import rank_auc
 from findcli.pipeline import Rollout, SamplerSettings, latent_shape, load_pipeline
 from findcli.policy import prior_noise
-from findcli.shapes.judge import judge
 from findcli.shapes.world import BIAS_FREQUENT_COLOUR, COLOURS, COUNTS, RELATIONS, SHAPES, Obj, Spec
 
 EXAMPLE = "a red cube on a blue sphere"
@@ -106,14 +105,9 @@ def main() -> None:
                     "`git show REV:findcli/shapes/judge.py`) instead of findcli.shapes.judge")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
-    judge_fn = judge
-    if a.judge:
-        import importlib.util
+    from judge_rates import load_judge  # benchmarks/ is on sys.path when a script in it runs
 
-        spec = importlib.util.spec_from_file_location("judge_under_test", a.judge)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        judge_fn = mod.judge
+    judge_fn = load_judge(a.judge).judge
     chosen = pick_prompts(a.per_template, a.seed)
     if a.templates:
         unknown = sorted(set(a.templates) - set(chosen))

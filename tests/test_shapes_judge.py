@@ -222,11 +222,15 @@ def test_judge_counts_touching_same_coloured_objects_as_the_renderer_placed_them
             bar = 0.9
             if shape == "sphere":
                 bar = 0.75 if name == "clean" else 0.65
-            if shape == "cube" and gap == 0.0:
-                bar = {(2, "clean"): 0.4, (2, "blurred"): 0.3, (3, "clean"): 0.1, (3, "blurred"): 0.0}[(k, name)]
+            if shape == "cube" and gap == 0.0:  # three touching cubes blurred (4%): no bar, only the next check
+                bar = {(2, "clean"): 0.4, (2, "blurred"): 0.3, (3, "clean"): 0.1, (3, "blurred"): None}[(k, name)]
             if shape == "cube" and gap == 1.0:
                 bar = 0.85
-            assert ok.float().mean() >= bar, f"{k} touching {shape}s, gap {gap}, {name}: counted right in {ok.float().mean():.0%}"
+            if bar is not None:
+                assert ok.float().mean() >= bar, f"{k} touching {shape}s, gap {gap}, {name}: counted right in {ok.float().mean():.0%}"
+            # and the split never cuts more pieces than there are objects (measured: never, every case)
+            pieces = [sum(o["colour"] == "blue" for o in objs) for objs in segment(x)]
+            assert max(pieces) <= k, f"{k} {shape}s, gap {gap}, {name}: split into {max(pieces)}"
 
 
 def test_judge_does_not_split_an_object_under_another_colour():

@@ -189,6 +189,17 @@ def _run_tops(mask: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _median3(values: list[int]) -> list[int]:
+    """Running median over 3 neighbours (2 at the ends, the larger then): a single noisy column (a speck
+    above the top edge, a notch in it) makes neither a peak nor a valley; a valley between two objects
+    is wider than one column."""
+    out = []
+    for i in range(len(values)):
+        window = sorted(values[max(0, i - 1) : i + 2])
+        out.append(window[len(window) // 2])
+    return out
+
+
 def _split_touching(fg: torch.Tensor, comp: torch.Tensor, run_top: torch.Tensor, unit: float) -> torch.Tensor:
     """Split components that are several same-coloured objects side by side (touching or merged by a
     blur) at the valleys of their top profile. Returns new component ids 0..Q'-1 for the pixels `fg`.
@@ -214,7 +225,7 @@ def _split_touching(fg: torch.Tensor, comp: torch.Tensor, run_top: torch.Tensor,
     spheres 79-100%, cubes 4-58% (a cube's one-corner dip is the shallowest), 92-100% 1 px apart."""
     if comp.numel() == 0:
         return comp
-    n, h, w = run_top.shape
+    _, h, w = run_top.shape
     q = int(comp.max()) + 1
     xs, ys = fg % w, (fg // w) % h
     key = comp * w + xs  # (component, column)
@@ -237,25 +248,23 @@ def _split_touching(fg: torch.Tensor, comp: torch.Tensor, run_top: torch.Tensor,
     part = torch.zeros(q, w, dtype=torch.long)  # (component, column) -> part index, left to right
     split_any = False
     for c in cand:
-        cols = [x for x in range(w) if col_area[c][x] > 0]
+        cols = [x for x in range(w) if col_area[c][x] > 0]  # contiguous: the component is connected
+        x0 = cols[0]
         raw_h = [bottom[c] + 1 - top[c][x] for x in cols]  # column heights above the bottom, px
-        # median of 3 columns: a single noisy column (a speck above the top edge, a notch in it)
-        # makes neither a peak nor a valley; a valley between two objects is wider than one column
-        med = [sorted(raw_h[max(0, i - 1) : i + 2])[len(raw_h[max(0, i - 1) : i + 2]) // 2] for i in range(len(cols))]
-        hgt = dict(zip(cols, med))
+        hgt = _median3(raw_h)  # hgt[x - x0]
         cuts: list[int] = []
-        todo = [(cols[0], cols[-1])]
+        todo = [(0, len(hgt) - 1)]  # column ranges, relative to x0
         while todo:
             a, b = todo.pop()
             best, best_v = 0.0, None
+            right_max = hgt[a : b + 1] + [0]  # right_max[i - a]: highest column in i..b
+            for i in range(b - 1, a - 1, -1):
+                right_max[i - a] = max(right_max[i - a], right_max[i - a + 1])
             left_max = 0
-            right_max = [0] * (b - a + 2)
-            for x in range(b, a - 1, -1):
-                right_max[x - a] = max(right_max[x - a + 1], hgt.get(x, 0))
             for v in range(a + 1, b):
-                left_max = max(left_max, hgt.get(v - 1, 0))
+                left_max = max(left_max, hgt[v - 1])
                 peak = min(left_max, right_max[v - a + 1])
-                depth = peak - hgt.get(v, 0)
+                depth = peak - hgt[v]
                 if depth >= min_depth and depth >= SPLIT_MIN_REL * peak and depth > best:
                     best, best_v = depth, v
             if best_v is None:
@@ -263,13 +272,11 @@ def _split_touching(fg: torch.Tensor, comp: torch.Tensor, run_top: torch.Tensor,
             # the valley column goes to the side it continues more smoothly (a cube's dipped front
             # corner belongs to the cube on the right, not to the top face on the left)
             v = best_v
-            if hgt.get(v - 1, 0) - hgt[v] > hgt.get(v + 1, 0) - hgt[v]:
+            if hgt[v - 1] - hgt[v] > hgt[v + 1] - hgt[v]:
                 v -= 1  # last column of the left part
-            left = sum(col_area[c][a : v + 1])
-            right = sum(col_area[c][v + 1 : b + 1])
-            if left < min_area or right < min_area:
+            if sum(col_area[c][x0 + a : x0 + v + 1]) < min_area or sum(col_area[c][x0 + v + 1 : x0 + b + 1]) < min_area:
                 continue
-            cuts.append(v)
+            cuts.append(x0 + v)
             todo += [(a, v), (v + 1, b)]
         for v in cuts:
             part[c, v + 1 :] += 1
