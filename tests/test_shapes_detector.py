@@ -177,3 +177,50 @@ def test_distinct_count_closed_form_for_separate_touching_and_faint_instances():
     # a faint instance (mass 0.3) barely counts, wherever it is
     faint = _summary_with_instances([1.0, 0.3], [(0, 0, 10, 10), (30, 0, 40, 10)])
     assert abs(D.distinct_count(faint, 0).item() - (q1 + torch.sigmoid(torch.tensor(-2.0)).item())) < 6 * eps + 1e-4
+
+
+def test_render_with_a_given_layout_equals_the_render_that_drew_it():
+    # Oracle: the renderer's own draw. `layout=` renders given boxes; fed the layout `render` would
+    # sample from the same generator state, it gives the same pixels and the same ground truth.
+    from findcli.shapes.world import sample_layout
+
+    specs = sample_specs(12, torch.Generator().manual_seed(3), biased=False)
+    x0, lay0 = render_with_layout(specs, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)
+    x1, lay1 = render_with_layout(specs, g, layout=sample_layout(specs, g))
+    assert torch.equal(x0, x1) and torch.equal(lay0.boxes, lay1.boxes)
+
+
+def test_touching_layout_chains_objects_that_touch_and_only_consecutive_ones():
+    # Oracle: box geometry. Each re-laid count scene is a chain: consecutive boxes within 1 px of each
+    # other (touching, slightly overlapping, or 1 px apart), non-consecutive ones >= 1 px apart, all
+    # inside the canvas, sizes, shapes and colours unchanged; other scenes untouched.
+    from findcli.shapes.training.detector import TOUCH_GAP, touching_layout
+    from findcli.shapes.world import CANVAS, sample_layout
+
+    g = torch.Generator().manual_seed(0)
+    specs = [Spec("count", (Obj(c, s),), count=COUNTS[k]) for c in ("red", "blue") for s in ("cube", "sphere", "pyramid") for k in COUNTS] * 4
+    specs += sample_specs(8, g, biased=False)
+    lay = sample_layout(specs, g)
+    rows = list(range(len(specs) - 8))
+    out = touching_layout(lay, rows, g)
+
+    def gap(a, b):
+        return max(b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]), b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
+
+    moved = 0
+    for r in range(len(specs)):
+        b, k = out.boxes[r].tolist(), int(lay.used[r].sum())
+        assert torch.equal(out.boxes[r, :, 2:], lay.boxes[r, :, 2:])
+        if r >= len(rows) or torch.equal(out.boxes[r], lay.boxes[r]):
+            continue
+        moved += 1
+        for i in range(k):
+            assert b[i][0] >= 0 and b[i][1] >= 0 and b[i][0] + b[i][2] <= CANVAS and b[i][1] + b[i][3] <= CANVAS
+            if i + 1 < k:
+                assert TOUCH_GAP[0] - 0.15 * b[i + 1][3] - 1e-4 <= gap(b[i], b[i + 1]) <= TOUCH_GAP[1] + 1e-4
+            for j in range(i + 2, k):
+                assert gap(b[i], b[j]) >= 1.0 - 1e-4
+    assert moved >= 0.5 * len(rows)
+    assert torch.equal(out.boxes[len(rows):], lay.boxes[len(rows):])
+    assert torch.equal(out.shape_ids, lay.shape_ids) and torch.equal(out.colour_ids, lay.colour_ids)

@@ -618,8 +618,17 @@ def render(specs: list[Spec], generator: torch.Generator, size: int = 64, device
     return render_with_layout(specs, generator, size, device)[0]
 
 
-def render_with_layout(specs: list[Spec], generator: torch.Generator, size: int = 64, device="cpu") -> tuple[torch.Tensor, Layout]:
-    """`render`, also returning the scenes' ground-truth `Layout` (on `device`)."""
+def sample_layout(specs: list[Spec], generator: torch.Generator) -> Layout:
+    """The layout `render` would draw for `specs` from `generator` (the same draws, on its device)."""
+    return Layout(*_layout(specs, generator))
+
+
+def render_with_layout(
+    specs: list[Spec], generator: torch.Generator, size: int = 64, device="cpu", layout: Layout | None = None
+) -> tuple[torch.Tensor, Layout]:
+    """`render`, also returning the scenes' ground-truth `Layout` (on `device`). With `layout`, those
+    boxes, shapes and colours are drawn instead of a layout sampled for `specs` (the per-object
+    brightness and colour jitter still come from `generator`)."""
     n = len(specs)
     device = torch.device(device)
     if n == 0:
@@ -627,7 +636,10 @@ def render_with_layout(specs: list[Spec], generator: torch.Generator, size: int 
         empty = Layout(torch.zeros(0, 4, 4, device=device), z.long(), z.long(), z.bool())
         return torch.zeros(0, 3, size, size, device=device), empty
     g = generator
-    boxes, shape_ids, colour_ids, used = _layout(specs, g)
+    if layout is None:
+        boxes, shape_ids, colour_ids, used = _layout(specs, g)
+    else:
+        boxes, shape_ids, colour_ids, used = layout.boxes, layout.shape_ids, layout.colour_ids, layout.used
     bright = _uniform(g, (n, 4), 0.9, 1.05)
     jitter = _uniform(g, (n, 4, 3), -0.03, 0.03)
     boxes, shape_ids, colour_ids, used, bright, jitter = (

@@ -54,6 +54,7 @@ class DetectorTrainConfig:
     density_weight: float = 1.0  # × per-image Σ over cells and classes of the Poisson NLL λ − t log λ of the density maps
     count_weight: float = 0.5  # × per-image Σ over classes of |predicted − true count|
     size_weight: float = 0.05  # × per-object target-weighted mean over cells of |predicted − true (w, h)|, canvas px
+    touching_share: float = 0.0  # fraction of the fresh count scenes re-laid out with their objects touching (see `touching_layout`)
     eval_scenes: int = 512  # held-out clean renders for the metrics
     eval_pool: int = 256  # held-out img2img images for the metrics
     minutes: float = 0.0  # wall-time budget for the training loop (0 = none); the pool is not counted
@@ -154,11 +155,71 @@ def augment(x: torch.Tensor, gen: torch.Generator, p: float, p_vae: float, vae=N
     return x
 
 
-def fresh_batch(n: int, gen: torch.Generator, relation_share: float):
-    """n unbiased renders (relation-heavy as the pool) with their layouts."""
-    from findcli.shapes.world import render_with_layout
+def fresh_batch(n: int, gen: torch.Generator, relation_share: float, touching_share: float = 0.0):
+    """n unbiased renders (relation-heavy as the pool) with their layouts; with `touching_share` > 0 that
+    fraction of the count scenes is re-laid out with its objects touching (`touching_layout`)."""
+    from findcli.shapes.world import render_with_layout, sample_layout
 
-    return render_with_layout(clip_specs(n, gen, relation_share=relation_share), gen, size=M.IMAGE_SIZE, device="cpu")
+    specs = clip_specs(n, gen, relation_share=relation_share)
+    if touching_share <= 0:  # the original draws, bit for bit
+        return render_with_layout(specs, gen, size=M.IMAGE_SIZE, device="cpu")
+    rows = [i for i, s in enumerate(specs) if s.kind == "count"]
+    pick = torch.rand(len(rows), generator=gen) < touching_share
+    lay = touching_layout(sample_layout(specs, gen), [r for r, p in zip(rows, pick.tolist()) if p], gen)
+    return render_with_layout(specs, gen, size=M.IMAGE_SIZE, device="cpu", layout=lay)
+
+
+TOUCH_GAP = (-1.0, 1.0)  # px between consecutive objects of a touching chain: slightly overlapping to 1 px apart
+
+
+def touching_layout(layout, rows: list[int], gen: torch.Generator):
+    """`layout` with the objects of scenes `rows` (count scenes: one class) moved into a chain where each
+    object touches the one before it: beside it (bottoms level within 2 px), on it (its box's bottom on
+    the previous box's top, shifted sideways by up to half a width) or diagonally below it (a corner
+    on the other's), gaps in TOUCH_GAP. The built-in generator draws same-coloured objects like this
+    (RESULTS.md §6.10-6.11); the renderer's sampler keeps them >= 4 px apart, so a detector trained on
+    its scenes alone never sees two instances meet. Sizes, shapes and colours are kept; the chain is
+    moved to a random place inside the margins, and a scene whose chain does not fit, or where two
+    non-consecutive objects would overlap, keeps its original layout. Labels stay exact: the boxes
+    are the ones drawn."""
+    from findcli.shapes.world import CANVAS, Layout
+
+    margin = 2.0
+    boxes = layout.boxes.clone()
+    for r in rows:
+        k = int(layout.used[r].sum())
+        b = boxes[r, :k].clone()  # (k, 4) x0, y0, w, h
+        u = torch.rand(k, 4, generator=gen).tolist()
+        for j in range(1, k):
+            px, py, pw, ph = b[j - 1].tolist()
+            w, h = b[j, 2].item(), b[j, 3].item()
+            gap = TOUCH_GAP[0] + (TOUCH_GAP[1] - TOUCH_GAP[0]) * u[j][0]
+            mode = int(u[j][1] * 3)
+            side = 1.0 if u[j][2] < 0.5 else -1.0
+            if mode == 0:  # beside
+                x = px + pw + gap if side > 0 else px - w - gap
+                y = py + ph - h + (u[j][3] - 0.5) * 4
+            elif mode == 1:  # stacked: on top of the previous one
+                x = px + pw / 2 - w / 2 + side * u[j][3] * 0.5 * pw
+                y = py - h - gap
+            else:  # diagonal: below, one corner on the previous one's
+                x = px + (pw - 0.3 * w if side > 0 else 0.3 * w - w)
+                y = py + ph + gap - 0.15 * h * u[j][3]
+            b[j, 0], b[j, 1] = x, y
+        lo, hi = b[:, :2].min(0).values, (b[:, :2] + b[:, 2:]).max(0).values
+        room = CANVAS - 2 * margin - (hi - lo)
+        if bool((room < 0).any()):
+            continue
+        b[:, :2] += margin - lo + room * torch.rand(2, generator=gen)
+        ok = True
+        for i in range(k):
+            for j in range(i + 2, k):
+                dx = max(b[j, 0] - (b[i, 0] + b[i, 2]), b[i, 0] - (b[j, 0] + b[j, 2]))
+                dy = max(b[j, 1] - (b[i, 1] + b[i, 3]), b[i, 1] - (b[j, 1] + b[j, 3]))
+                ok &= bool(max(dx, dy) >= 1.0)
+        if ok:
+            boxes[r, :k] = b
+    return Layout(boxes, layout.shape_ids, layout.colour_ids, layout.used)
 
 
 def _cat_layouts(a, b):
@@ -252,7 +313,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         lr = cfg.lr * min(1.0, step / cfg.warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
         for grp in opt.param_groups:
             grp["lr"] = lr
-        x, lay = fresh_batch(n_fresh, gen, cfg.relation_share)
+        x, lay = fresh_batch(n_fresh, gen, cfg.relation_share, cfg.touching_share)
         x = augment(x, gen, cfg.augment, cfg.vae_share, vae)
         if n_pool:
             idx = torch.randint(0, len(pool_x), (n_pool,), generator=gen)
