@@ -224,3 +224,25 @@ def test_touching_layout_chains_objects_that_touch_and_only_consecutive_ones():
     assert moved >= 0.5 * len(rows)
     assert torch.equal(out.boxes[len(rows):], lay.boxes[len(rows):])
     assert torch.equal(out.shape_ids, lay.shape_ids) and torch.equal(out.colour_ids, lay.colour_ids)
+
+
+def test_detector_stage_fine_tunes_from_the_saved_weights(tmp_path):
+    # Oracle: the shipped file. A fine-tune (`init`) starts from the saved weights: with lr 0 the
+    # trained parameters it writes are the shipped ones bit for bit (BatchNorm running statistics,
+    # buffers, do move in train mode); with touching scenes on, the stage runs and writes a loadable
+    # detector.
+    from safetensors.torch import load_file
+
+    from findcli.shapes.training.detector import DetectorTrainConfig, train_detector
+
+    shipped = load_file(str(D.DETECTOR_DIR / D.WEIGHTS_FILE))
+    for lr, touch in ((0.0, 0.0), (1e-3, 1.0)):
+        out = tmp_path / f"lr{lr}"
+        cfg = DetectorTrainConfig(out=str(out), init=str(D.DETECTOR_DIR), steps=2, batch=8, pool=0, eval_scenes=16,
+                                  eval_pool=0, vae_share=0.0, lr=lr, warmup=1, touching_share=touch, log_every=1)
+        train_detector(cfg)
+        got = load_file(str(out / D.WEIGHTS_FILE))
+        params = {k for k in shipped if not any(b in k for b in ("running_", "num_batches"))}
+        same = all(torch.equal(got[k], shipped[k]) for k in params)
+        assert same == (lr == 0.0)
+        D.load_detector(out)

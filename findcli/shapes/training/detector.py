@@ -54,6 +54,7 @@ class DetectorTrainConfig:
     density_weight: float = 1.0  # × per-image Σ over cells and classes of the Poisson NLL λ − t log λ of the density maps
     count_weight: float = 0.5  # × per-image Σ over classes of |predicted − true count|
     size_weight: float = 0.05  # × per-object target-weighted mean over cells of |predicted − true (w, h)|, canvas px
+    init: str = ""  # a detector folder (detector.safetensors + config.json) to fine-tune from ("" = from scratch)
     touching_share: float = 0.0  # fraction of the fresh count scenes re-laid out with their objects touching (see `touching_layout`)
     eval_scenes: int = 512  # held-out clean renders for the metrics
     eval_pool: int = 256  # held-out img2img images for the metrics
@@ -289,11 +290,15 @@ def count_metrics(model, images: torch.Tensor, layout, chunk: int = 128) -> dict
 
 
 def train_detector(cfg: DetectorTrainConfig) -> dict:
-    from findcli.shapes.detector import Detector, DetectorConfig, save_detector
+    from findcli.shapes.detector import Detector, DetectorConfig, load_detector, save_detector
 
     torch.manual_seed(cfg.seed)
-    mcfg = DetectorConfig()
-    model = Detector(mcfg).train()
+    if cfg.init:  # a fine-tune: the saved architecture and weights (BatchNorm statistics included)
+        model = load_detector(cfg.init).requires_grad_(True).train()
+        mcfg = model.cfg
+    else:
+        mcfg = DetectorConfig()
+        model = Detector(mcfg).train()
     t0 = time.perf_counter()
     pool_x, pool_l = load_or_build_pool(cfg, cfg.pool, cfg.seed + 3) if cfg.pool > 0 else (None, None)
     log(pool=cfg.pool, pool_s=round(time.perf_counter() - t0))
