@@ -247,8 +247,8 @@ def test_judge_does_not_split_an_object_under_another_colour():
 
 def _stacked(k: int, shape: str, colour: str, n: int, shift: float, seed: int):
     """A `world._layout` result: n scenes of k objects of one class one above the other, each resting on
-    the one below (its box's bottom edge on the lower box's top edge), the upper one shifted sideways
-    by up to `shift` of the lower one's width (0: straight, 0.5: diagonal, on a corner). The renderer
+    the one below (its box's bottom edge on the lower box's top edge), the next box's left edge shifted
+    sideways by 0.5-1.0 x `shift` of the lower one's width (0: straight, 0.5: diagonal, on a corner). The renderer
     never stacks same-coloured objects; the built-in generator does."""
     from findcli.shapes import world as W
 

@@ -349,10 +349,12 @@ def _split_stacked(fg: torch.Tensor, comp: torch.Tensor, h: int, w: int, unit: f
     part = torch.zeros(q, h, dtype=torch.long)  # (component, row) -> part index, top to bottom
     split_any = False
     for c in cand:
-        rows = [y for y in range(h) if row_area[c][y] > 0]  # contiguous: the component is connected
-        y0 = rows[0]
-        prof = _median3([width[c][y] for y in rows])
-        for v in _valley_cuts(prof, row_area[c][y0 : y0 + len(rows)], min_depth, STACK_MIN_REL, min_area, False):
+        rows = [y for y in range(h) if row_area[c][y] > 0]
+        # every row from the first to the last: a part cut by `_split_touching` (a column slice of a
+        # connected blob) can skip rows; an empty row has width 0, a neck like any other
+        y0, y1 = rows[0], rows[-1]
+        prof = _median3(width[c][y0 : y1 + 1])
+        for v in _valley_cuts(prof, row_area[c][y0 : y1 + 1], min_depth, STACK_MIN_REL, min_area, False):
             part[c, y0 + v + 1 :] += 1
             split_any = True
     if not split_any:
