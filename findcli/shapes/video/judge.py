@@ -48,8 +48,9 @@ blur and noise applied to every frame), accepted / rejected:
   clean                            single 100% / 100%     two 100% / 100%
   blur sigma 0.8 px + noise 0.04   single 100% / 100%     two 100% / 100%
   blur sigma 1.0 px + noise 0.05   single 100% / 100%     two 100% / 100%
-  blur sigma 1.3 px + noise 0.07   single 99.8% / 100%    two 97.8% / 99.98%
-  (two 98.2% before the image judge split touching same-coloured objects, 2026-12-05; the rest unchanged)
+  blur sigma 1.3 px + noise 0.07   single 99.6% / 100%    two 97.8% / 99.98%
+  (two 98.2% before the image judge split touching same-coloured objects, single 99.8% before it split
+  stacked ones, both 2026-12-05; the rest unchanged)
   (before the shape vote, with the named shape required in >= 7 of 8 frames: 96% and 84-90% accepted
   at sigma 1.3, small pyramids reading as spheres in two or three frames; 100% at sigma <= 1)
 Time-reversed clips (frames in reverse order): 100% rejected, both kinds. Tracked centroids lie within
