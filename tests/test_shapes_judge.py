@@ -173,6 +173,16 @@ def test_judge_sees_white_objects_on_a_tinted_background(tint):
     assert ok.float().mean() >= 0.95, f"accepted {ok.float().mean():.1%}"
 
 
+def _one_class(boxes: torch.Tensor, k: int, shape: str, colour: str):
+    """A world.Layout of scenes whose first k slots hold `boxes` (N, 4, 4), all of one class."""
+    from findcli.shapes import world as W
+
+    n = boxes.shape[0]
+    used = torch.zeros(n, 4, dtype=torch.bool)
+    used[:, :k] = True
+    return W.Layout(boxes, torch.full((n, 4), W.SHAPES.index(shape)), torch.full((n, 4), W.COLOURS.index(colour)), used)
+
+
 def _side_by_side(k: int, shape: str, colour: str, n: int, gap: float, seed: int):
     """n scenes of k same-coloured objects in a row, each `gap` canvas px from the next (0: touching),
     bottoms level, sizes 13-18 px (cubes: one size per scene +-0.5 px, see below), as the renderer's
@@ -193,14 +203,11 @@ def _side_by_side(k: int, shape: str, colour: str, n: int, gap: float, seed: int
         for j in range(k):
             boxes[i, j] = torch.tensor([x, bottom - float(h[j]), float(w[j]), float(h[j])])
             x += float(w[j]) + gap
-    used = torch.zeros(n, 4, dtype=torch.bool)
-    used[:, :k] = True
-    layout = (boxes, torch.full((n, 4), sid), torch.full((n, 4), W.COLOURS.index(colour)), used)
-    return layout
+    return _one_class(boxes, k, shape, colour)
 
 
 @pytest.mark.parametrize("shape", ["pyramid", "sphere", "cube"])
-def test_judge_counts_touching_same_coloured_objects_as_the_renderer_placed_them(shape, monkeypatch):
+def test_judge_counts_touching_same_coloured_objects_as_the_renderer_placed_them(shape):
     # Oracle: the renderer, drawing k objects of one class side by side and touching (gap 0) or 1 px
     # apart, which blurs into one blob. Before `_split_touching` the judge mostly saw one component
     # (and misread its shape); a person counts k. Clean and blurred as the generator blurs (sigma 0.8).
@@ -208,9 +215,8 @@ def test_judge_counts_touching_same_coloured_objects_as_the_renderer_placed_them
 
     for k, gap in ((2, 0.0), (3, 0.0), (2, 1.0)):
         layout = _side_by_side(k, shape, "blue", 24, gap, seed=k)
-        monkeypatch.setattr(W, "_layout", lambda specs, g, lay=layout: lay)
         spec = parse_prompt(f"{['', '', 'two', 'three'][k]} blue {shape}s")
-        images = W.render([spec] * 24, torch.Generator().manual_seed(0))
+        images, _ = W.render_with_layout([spec] * 24, torch.Generator().manual_seed(0), layout=layout)
         blurred = _degrade(images, sigma=0.8, noise=0.02, seed=1)
         for name, x in (("clean", images), ("blurred", blurred)):
             ok, _ = judge(x, spec)
@@ -246,7 +252,7 @@ def test_judge_does_not_split_an_object_under_another_colour():
 
 
 def _stacked(k: int, shape: str, colour: str, n: int, shift: float, seed: int):
-    """A `world._layout` result: n scenes of k objects of one class one above the other, each resting on
+    """n scenes of k objects of one class one above the other, each resting on
     the one below (its box's bottom edge on the lower box's top edge), the next box's left edge shifted
     sideways by 0.5-1.0 x `shift` of the lower one's width (0: straight, 0.5: diagonal, on a corner). The renderer
     never stacks same-coloured objects; the built-in generator does."""
@@ -265,13 +271,11 @@ def _stacked(k: int, shape: str, colour: str, n: int, shift: float, seed: int):
             bottom -= float(h[j])
             side = 1.0 if torch.rand((), generator=g) < 0.5 else -1.0
             x += side * shift * float(w[j]) * float(torch.rand((), generator=g) * 0.5 + 0.5)
-    used = torch.zeros(n, 4, dtype=torch.bool)
-    used[:, :k] = True
-    return boxes, torch.full((n, 4), sid), torch.full((n, 4), W.COLOURS.index(colour)), used
+    return _one_class(boxes, k, shape, colour)
 
 
 @pytest.mark.parametrize("shape", ["pyramid", "sphere", "cube"])
-def test_judge_counts_stacked_same_coloured_objects_as_the_renderer_placed_them(shape, monkeypatch):
+def test_judge_counts_stacked_same_coloured_objects_as_the_renderer_placed_them(shape):
     # Oracle: the renderer, drawing k objects of one class one above the other, touching, straight or
     # shifted sideways. Before `_split_stacked` the judge saw one component (the top profile has one
     # peak); a person counts k. Clean and blurred as the generator blurs (sigma 0.8).
@@ -279,9 +283,8 @@ def test_judge_counts_stacked_same_coloured_objects_as_the_renderer_placed_them(
 
     for k, shift in ((2, 0.0), (2, 0.5), (3, 0.2)):
         layout = _stacked(k, shape, "green", 24, shift, seed=10 * k + int(10 * shift))
-        monkeypatch.setattr(W, "_layout", lambda specs, g, lay=layout: lay)
         spec = parse_prompt(f"{['', '', 'two', 'three'][k]} green {shape}s")
-        images = W.render([spec] * 24, torch.Generator().manual_seed(0))
+        images, _ = W.render_with_layout([spec] * 24, torch.Generator().manual_seed(0), layout=layout)
         blurred = _degrade(images, sigma=0.8, noise=0.02, seed=1)
         for name, x in (("clean", images), ("blurred", blurred)):
             ok, _ = judge(x, spec)
