@@ -25,16 +25,6 @@ def is_structural(spec, neg) -> bool:
     return spec.kind == neg.kind and sorted(o.phrase() for o in spec.objects) == sorted(o.phrase() for o in neg.objects)
 
 
-def count_specs(n: int, gen: torch.Generator):
-    """n unbiased count specs ("k colour shapes", every class and count equally likely)."""
-    from findcli.shapes.world import sample_specs
-
-    out: list = []
-    while len(out) < n:
-        out += [s for s in sample_specs(4 * n, gen, biased=False) if s.kind == "count"]
-    return out[:n]
-
-
 def clip_specs(n: int, gen: torch.Generator, relation_share: float = 0.25, biased: bool = False):
     """n unbiased specs of which round(n × relation_share) are relation scenes (0.25: the plain
     uniform-over-templates draw)."""
@@ -51,11 +41,9 @@ def clip_specs(n: int, gen: torch.Generator, relation_share: float = 0.25, biase
 
 
 @torch.no_grad()
-def img2img_pool(model_dir, n: int, gen: torch.Generator, relation_share: float, strength: tuple, stage: str = "clip",
-                 specs_fn=None, relayout=None):
+def img2img_pool(model_dir, n: int, gen: torch.Generator, relation_share: float, strength: tuple, stage: str = "clip"):
     """The generator-domain pool behind the clip stage's `domain_pool` and the detector's: n scenes from
-    `clip_specs` (or `specs_fn(n, gen)`), rendered (at the layout `relayout(specs, gen)` when given,
-    else the renderer's own), redrawn by the generator in `model_dir` with img2img (strength uniform in
+    `clip_specs`, rendered, redrawn by the generator in `model_dir` with img2img (strength uniform in
     `strength` per chunk of 64). Returns (specs, uint8 images (n, 3, 64, 64), the SOURCE renders'
     `world.Layout`), the layout on the CPU."""
     from diffusers import StableDiffusionImg2ImgPipeline
@@ -71,10 +59,8 @@ def img2img_pool(model_dir, n: int, gen: torch.Generator, relation_share: float,
     chunk = 64
     lo, hi = strength
     for i in range(0, n, chunk):
-        m = min(chunk, n - i)
-        sp = specs_fn(m, gen) if specs_fn is not None else clip_specs(m, gen, relation_share=relation_share)
-        lay0 = relayout(sp, gen) if relayout is not None else None
-        x, lay = render_with_layout(sp, gen, size=M.IMAGE_SIZE, device="cpu", layout=lay0)
+        sp = clip_specs(min(chunk, n - i), gen, relation_share=relation_share)
+        x, lay = render_with_layout(sp, gen, size=M.IMAGE_SIZE, device="cpu")
         s = lo + (hi - lo) * torch.rand((), generator=gen).item()
         seed = int(torch.randint(0, 2**31, (1,), generator=gen).item())
         y = i2i([q.caption() for q in sp], image=x, strength=s, guidance_scale=7.5, num_inference_steps=20,

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from findcli.shapes import models as M
 from findcli.shapes.training.common import Clock, load_vae
 from findcli.shapes.training.common import log as _log
-from findcli.shapes.training.data import clip_specs, count_specs, img2img_pool, is_structural
+from findcli.shapes.training.data import clip_specs, img2img_pool, is_structural
 
 
 @dataclass
@@ -56,7 +56,6 @@ class DetectorTrainConfig:
     size_weight: float = 0.05  # × per-object target-weighted mean over cells of |predicted − true (w, h)|, canvas px
     init: str = ""  # a detector folder (detector.safetensors + config.json) to fine-tune from ("" = from scratch)
     touching_share: float = 0.0  # fraction of the fresh count scenes tried as touching chains (`touching_layout`; a chain that does not fit keeps its layout)
-    touching_pool: int = 0  # extra img2img pool images of count scenes laid out as touching chains (`touching_layout`, 8 tries), redrawn by the generator and labelled with the source layout; 0 = none
     eval_scenes: int = 512  # held-out clean renders for the metrics
     eval_pool: int = 256  # held-out img2img images for the metrics
     minutes: float = 0.0  # wall-time budget for the training loop (0 = none); the pool is not counted
@@ -83,32 +82,6 @@ def load_or_build_pool(cfg: DetectorTrainConfig, n: int, seed: int):
         return d["images"], Layout(d["boxes"], d["shape_ids"], d["colour_ids"], d["used"])
     gen = torch.Generator().manual_seed(seed)
     _, imgs, lay = img2img_pool(cfg.model_dir, n, gen, cfg.relation_share, cfg.pool_strength, stage="detector")
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp")
-    torch.save(dict(images=imgs, **dataclasses.asdict(lay)), tmp)
-    tmp.replace(f)
-    return imgs, lay
-
-
-def load_or_build_touching_pool(cfg: DetectorTrainConfig, n: int, seed: int):
-    """(uint8 images (n,3,64,64), world.Layout): count scenes (`count_specs`) whose objects touch in a
-    chain (`touching_layout`, 8 tries; a chain that never fits keeps the renderer's layout), redrawn
-    by the generator with img2img as the main pool, so the detector sees how the generator smears
-    instances that meet; cached on disk like `load_or_build_pool`."""
-    from findcli.shapes.world import Layout, sample_layout
-
-    lo, hi = cfg.pool_strength
-    f = Path(cfg.cache) / f"touchpool_n{n}_s{seed}_st{lo}-{hi}.pt"
-    if f.exists():
-        d = torch.load(f, weights_only=True)
-        return d["images"], Layout(d["boxes"], d["shape_ids"], d["colour_ids"], d["used"])
-
-    def relayout(specs, g):
-        return touching_layout(sample_layout(specs, g), list(range(len(specs))), g, tries=8)
-
-    gen = torch.Generator().manual_seed(seed)
-    _, imgs, lay = img2img_pool(cfg.model_dir, n, gen, cfg.relation_share, cfg.pool_strength, stage="detector",
-                                specs_fn=count_specs, relayout=relayout)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".tmp")
     torch.save(dict(images=imgs, **dataclasses.asdict(lay)), tmp)
@@ -200,7 +173,7 @@ def fresh_batch(n: int, gen: torch.Generator, relation_share: float, touching_sh
 TOUCH_GAP = (-1.0, 1.0)  # px between consecutive objects of a touching chain: slightly overlapping to 1 px apart
 
 
-def touching_layout(layout, rows: list[int], gen: torch.Generator, tries: int = 1):
+def touching_layout(layout, rows: list[int], gen: torch.Generator):
     """`layout` with the objects of scenes `rows` (count scenes: one class) moved into a chain where each
     object's BOX touches the box before it: beside it (bottoms level within 2 px), on it (its box's
     bottom on the previous box's top, shifted sideways by up to half a width) or diagonally below it (a
@@ -214,58 +187,45 @@ def touching_layout(layout, rows: list[int], gen: torch.Generator, tries: int = 
     Limits (measured on 180 count scenes): every 2-object scene is re-laid, but only about half of the
     3-object and a fifth of the 4-object ones (the random directions often bring object j onto j - 2);
     and a diagonal contact is between box corners, which a sphere or pyramid leaves empty, so those
-    pairs are mostly 1-3 px apart in pixels (cubes touch in about half). `tries` > 1 redraws a chain
-    that does not fit up to that many times (1: the single draw above, bit for bit; 8 re-lays
-    nearly every 3-object and most 4-object scenes)."""
-    from findcli.shapes.world import Layout
+    pairs are mostly 1-3 px apart in pixels (cubes touch in about half)."""
+    from findcli.shapes.world import CANVAS, Layout
 
     margin = 2.0
     boxes = layout.boxes.clone()
     for r in rows:
-        for _ in range(tries):
-            b = _touching_chain(layout.boxes[r, : int(layout.used[r].sum())], gen, margin)
-            if b is not None:
-                boxes[r, : len(b)] = b
-                break
+        k = int(layout.used[r].sum())
+        b = boxes[r, :k].clone()  # (k, 4) x0, y0, w, h
+        u = torch.rand(k, 4, generator=gen).tolist()
+        for j in range(1, k):
+            px, py, pw, ph = b[j - 1].tolist()
+            w, h = b[j, 2].item(), b[j, 3].item()
+            gap = TOUCH_GAP[0] + (TOUCH_GAP[1] - TOUCH_GAP[0]) * u[j][0]
+            mode = int(u[j][1] * 3)
+            side = 1.0 if u[j][2] < 0.5 else -1.0
+            if mode == 0:  # beside
+                x = px + pw + gap if side > 0 else px - w - gap
+                y = py + ph - h + (u[j][3] - 0.5) * 4
+            elif mode == 1:  # stacked: on top of the previous one
+                x = px + pw / 2 - w / 2 + side * u[j][3] * 0.5 * pw
+                y = py - h - gap
+            else:  # diagonal: below, one corner on the previous one's
+                x = px + (pw - 0.3 * w if side > 0 else 0.3 * w - w)
+                y = py + ph + gap - 0.15 * h * u[j][3]
+            b[j, 0], b[j, 1] = x, y
+        lo, hi = b[:, :2].min(0).values, (b[:, :2] + b[:, 2:]).max(0).values
+        room = CANVAS - 2 * margin - (hi - lo)
+        if bool((room < 0).any()):
+            continue
+        b[:, :2] += margin - lo + room * torch.rand(2, generator=gen)
+        ok = True
+        for i in range(k):
+            for j in range(i + 2, k):
+                dx = max(b[j, 0] - (b[i, 0] + b[i, 2]), b[i, 0] - (b[j, 0] + b[j, 2]))
+                dy = max(b[j, 1] - (b[i, 1] + b[i, 3]), b[i, 1] - (b[j, 1] + b[j, 3]))
+                ok &= bool(max(dx, dy) >= 1.0)
+        if ok:
+            boxes[r, :k] = b
     return Layout(boxes, layout.shape_ids, layout.colour_ids, layout.used)
-
-
-def _touching_chain(b0: torch.Tensor, gen: torch.Generator, margin: float):
-    """One random touching chain of the boxes `b0` (k, 4), or None when it does not fit (see
-    `touching_layout`)."""
-    from findcli.shapes.world import CANVAS
-
-    k = len(b0)
-    b = b0.clone()  # (k, 4) x0, y0, w, h
-    u = torch.rand(k, 4, generator=gen).tolist()
-    for j in range(1, k):
-        px, py, pw, ph = b[j - 1].tolist()
-        w, h = b[j, 2].item(), b[j, 3].item()
-        gap = TOUCH_GAP[0] + (TOUCH_GAP[1] - TOUCH_GAP[0]) * u[j][0]
-        mode = int(u[j][1] * 3)
-        side = 1.0 if u[j][2] < 0.5 else -1.0
-        if mode == 0:  # beside
-            x = px + pw + gap if side > 0 else px - w - gap
-            y = py + ph - h + (u[j][3] - 0.5) * 4
-        elif mode == 1:  # stacked: on top of the previous one
-            x = px + pw / 2 - w / 2 + side * u[j][3] * 0.5 * pw
-            y = py - h - gap
-        else:  # diagonal: below, one corner on the previous one's
-            x = px + (pw - 0.3 * w if side > 0 else 0.3 * w - w)
-            y = py + ph + gap - 0.15 * h * u[j][3]
-        b[j, 0], b[j, 1] = x, y
-    lo, hi = b[:, :2].min(0).values, (b[:, :2] + b[:, 2:]).max(0).values
-    room = CANVAS - 2 * margin - (hi - lo)
-    if bool((room < 0).any()):
-        return None
-    b[:, :2] += margin - lo + room * torch.rand(2, generator=gen)
-    ok = True
-    for i in range(k):
-        for j in range(i + 2, k):
-            dx = max(b[j, 0] - (b[i, 0] + b[i, 2]), b[i, 0] - (b[j, 0] + b[j, 2]))
-            dy = max(b[j, 1] - (b[i, 1] + b[i, 3]), b[i, 1] - (b[j, 1] + b[j, 3]))
-            ok &= bool(max(dx, dy) >= 1.0)
-    return b if ok else None
 
 
 def _cat_layouts(a, b):
@@ -346,11 +306,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         model = Detector(mcfg).train()
     t0 = time.perf_counter()
     pool_x, pool_l = load_or_build_pool(cfg, cfg.pool, cfg.seed + 3) if cfg.pool > 0 else (None, None)
-    if cfg.touching_pool > 0:
-        tx, tl = load_or_build_touching_pool(cfg, cfg.touching_pool, cfg.seed + 5)
-        pool_x = tx if pool_x is None else torch.cat([pool_x, tx])
-        pool_l = tl if pool_l is None else _cat_layouts(pool_l, tl)
-    log(pool=cfg.pool, touching_pool=cfg.touching_pool, pool_s=round(time.perf_counter() - t0))
+    log(pool=cfg.pool, pool_s=round(time.perf_counter() - t0))
     vae = load_vae(Path(cfg.model_dir)) if cfg.vae_share > 0 else None
     gen = torch.Generator().manual_seed(cfg.seed + 4)
     decay = [p for p in model.parameters() if p.ndim > 1]
