@@ -9,9 +9,11 @@ AUC floors on generated images (the detector module itself never imports it: che
 from __future__ import annotations
 
 import ast
+import math
 from pathlib import Path
 
 import pytest
+
 import torch
 
 from findcli.errors import FindError
@@ -177,6 +179,28 @@ def test_distinct_count_closed_form_for_separate_touching_and_faint_instances():
     # a faint instance (mass 0.3) barely counts, wherever it is
     faint = _summary_with_instances([1.0, 0.3], [(0, 0, 10, 10), (30, 0, 40, 10)])
     assert abs(D.distinct_count(faint, 0).item() - (q1 + torch.sigmoid(torch.tensor(-2.0)).item())) < 6 * eps + 1e-4
+
+
+def test_count_term_closed_form_mixes_distinct_instances_and_mass():
+    # Oracle: the closed form m = COUNT_MIX × distinct_count + (1 − COUNT_MIX) × mass, term
+    # exp(−(m − k)² / τ). Two touching objects of mass 1 each: the distinct count reads about one blob,
+    # the mass two; "two red cubes" then scores between the two estimates' terms, above the distinct
+    # count's alone (before 2026-12-05, COUNT_MIX = 1).
+    from findcli.shapes.world import Obj, Spec
+
+    c = D.class_index("red", "cube")
+    s = _summary_with_instances([1.0, 0.9], [(0, 0, 10, 10), (9, 0, 19, 10)])
+    s["inst_mass"] = s["inst_mass"].roll(c, dims=1)  # the instances belong to class c
+    s["inst_box"] = s["inst_box"].roll(c, dims=1)
+    s["count"] = torch.zeros(1, D.NUM_CLASSES)
+    s["count"][0, c] = 2.0
+    spec = Spec("count", (Obj("red", "cube"),), count=2)
+    distinct = D.distinct_count(s, c).item()
+    m = D.COUNT_MIX * distinct + (1 - D.COUNT_MIX) * 2.0
+    term = D.prompt_score(s, spec)["count"].item()
+    assert abs(term - math.exp(-((m - 2) ** 2) / D.COUNT_TAU)) < 1e-6
+    assert 0 < D.COUNT_MIX < 1 and distinct < 1.3
+    assert term > math.exp(-((distinct - 2) ** 2) / D.COUNT_TAU) + 0.1
 
 
 def test_render_with_a_given_layout_equals_the_render_that_drew_it():
