@@ -181,11 +181,11 @@ def test_distinct_count_closed_form_for_separate_touching_and_faint_instances():
     assert abs(D.distinct_count(faint, 0).item() - (q1 + torch.sigmoid(torch.tensor(-2.0)).item())) < 6 * eps + 1e-4
 
 
-def test_count_term_closed_form_mixes_distinct_instances_and_mass():
+def test_count_term_closed_form_mixes_distinct_instances_and_mass(monkeypatch):
     # Oracle: the closed form m = COUNT_MIX × distinct_count + (1 − COUNT_MIX) × mass, term
     # exp(−(m − k)² / τ). Two touching objects of mass 1 each: the distinct count reads about one blob,
-    # the mass two; "two red cubes" then scores between the two estimates' terms, above the distinct
-    # count's alone (before 2026-12-05, COUNT_MIX = 1).
+    # the mass two. The default (COUNT_MIX = 1) scores the distinct count alone, bit for bit; at 0.5
+    # "two red cubes" scores between the two estimates' terms, above the distinct count's.
     from findcli.shapes.world import Obj, Spec
 
     c = D.class_index("red", "cube")
@@ -195,12 +195,15 @@ def test_count_term_closed_form_mixes_distinct_instances_and_mass():
     s["count"] = torch.zeros(1, D.NUM_CLASSES)
     s["count"][0, c] = 2.0
     spec = Spec("count", (Obj("red", "cube"),), count=2)
-    distinct = D.distinct_count(s, c).item()
-    m = D.COUNT_MIX * distinct + (1 - D.COUNT_MIX) * 2.0
+    distinct = D.distinct_count(s, c)
+    assert distinct.item() < 1.3
+    alone = torch.exp(-((distinct - 2) ** 2) / D.COUNT_TAU)
+    assert D.COUNT_MIX == 1.0 and torch.equal(D.prompt_score(s, spec)["count"], alone)
+    monkeypatch.setattr(D, "COUNT_MIX", 0.5)
+    m = 0.5 * distinct.item() + 0.5 * 2.0
     term = D.prompt_score(s, spec)["count"].item()
     assert abs(term - math.exp(-((m - 2) ** 2) / D.COUNT_TAU)) < 1e-6
-    assert 0 < D.COUNT_MIX < 1 and distinct < 1.3
-    assert term > math.exp(-((distinct - 2) ** 2) / D.COUNT_TAU) + 0.1
+    assert term > alone.item() + 0.1
 
 
 def test_render_with_a_given_layout_equals_the_render_that_drew_it():

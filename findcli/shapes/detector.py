@@ -16,10 +16,10 @@ cell centres and of the predicted sizes. A prompt of the shapes grammar is score
 
   presence  p = 1 − exp(−3 n) of each named object (for two identical named objects, of n − 1);
   count     exp(−(m − k)² / τ) for "k colour shapes", m = COUNT_MIX × the number of distinct instances
-            + (1 − COUNT_MIX) × the class's mass n. Distinct instances: Σ_i q_i Π_{j ranked above i}
+            + (1 − COUNT_MIX) × the class's mass n (COUNT_MIX = 1: distinct instances only). Distinct instances: Σ_i q_i Π_{j ranked above i}
             (1 − q_j (1 − sep_ij)), q = sigmoid((mass − 0.5)/0.1) and sep_ij = sigmoid(gap of the soft
             boxes − COUNT_GAP) (a second peak touching a larger one is read as the same blob); the
-            mass also counts touching objects (RESULTS.md §6.12);
+            mass also counts touching objects (RESULTS.md §6.12 measures both);
   relation  the best (subject instance, object instance) pair's product of sigmoids of the soft boxes'
             gaps and offsets (margins in px, below), using the relations as `world.py` defines them;
   no extra  exp(−excess), excess = Σ over classes of relu(n − expected − slack);
@@ -79,12 +79,11 @@ COUNT_GAP = 1.0
 # The count term's estimate of how many objects of the class there are: COUNT_MIX × the distinct-
 # instance count (`distinct_count`, touching peaks merged) + (1 − COUNT_MIX) × the class's density mass
 # (Σ of the map, which the detector was trained to make the number of objects, touching or not).
-# Until 2026-12-05 it was the distinct count alone (1.0), which matched the judge's old rule that
-# touching objects are one; the judge now splits touching and stacked objects as a person does
-# (RESULTS.md §6.10-6.11), and a blind hand count of generated count images ranks the mass above the
-# distinct count on every labelled set (§6.12). 0.5: better than 1.0 for the hand counts on every set
-# and for the judge on average over the 9 (draw, template) cells of the cached draws.
-COUNT_MIX = 0.5
+# Measured 2026-12-05 (RESULTS.md §6.12): a blind hand count of generated count images prefers the mass
+# (0.5 ranks a person's verdicts better than 1.0 on all three labelled sets, the judge's equally), but
+# FIND trained with 0.5 did worse on the suite's count prompts as the judge sees them (66.7% against
+# 70.6%, two seeds each; 0.72 of the oracle's gain against 0.81), so the default stays the distinct count.
+COUNT_MIX = 1.0
 
 
 def class_index(colour: str, shape: str) -> int:
