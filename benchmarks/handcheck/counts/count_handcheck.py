@@ -3,7 +3,8 @@
 
     # 1. sheets: 64 random images per (draw seed, template) from reward_auc.py's cache, shown with
     #    their index and the prompt's colour and shape only (no judge verdict, no score)
-    python benchmarks/handcheck/counts/count_handcheck.py sheets --sets 4:"count 3" 1:"count 4"
+    python benchmarks/handcheck/counts/count_handcheck.py sheets --sets 4:"count 3" 1:"count 4" 4:"count 4" \
+        3:"count 3" 3:"count 4"   # sets appended later keep the earlier sheets and items unchanged
     # 2. a person writes, per sheet, the number of objects of the named colour and shape in each
     #    image, -1 where it cannot be told (a smear that may be one or two): labels_<k>.txt
     #    (labels_4_first.txt, labels_5_first.txt: sheets 4-5 as first labelled, before the ten
