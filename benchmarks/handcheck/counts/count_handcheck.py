@@ -69,7 +69,7 @@ def sheets(a) -> None:
             x, y = j % cols * px, j // cols * (px + 16)
             sheet.paste(Image.fromarray(im).resize((px, px), Image.BICUBIC), (x, y + 16))
             draw.text((x + 2, y + 2), f"#{k + j} {' '.join(p.split()[1:])}", fill="black")
-        sheet.save(HERE / f"sheet_{k // PER_SHEET}.png")
+        sheet.save(HERE / f"sheet_{k // PER_SHEET}.jpg", quality=90)
     print(f"{len(items)} images on {(len(items) + PER_SHEET - 1) // PER_SHEET} sheets in {HERE}")
 
 
