@@ -82,7 +82,7 @@ COUNT_GAP = 1.0
 # Measured 2026-12-05 (RESULTS.md §6.12): a blind hand count of generated count images prefers the mass
 # (0.5 ranks a person's verdicts better than 1.0 on all three labelled sets, the judge's equally), but
 # FIND trained with 0.5 did worse on the suite's count prompts as the judge sees them (66.7% against
-# 70.6%, two seeds each; 0.72 of the oracle's gain against 0.81), so the default stays the distinct count.
+# 70.6%, two seeds each), so the default stays the distinct count.
 COUNT_MIX = 1.0
 
 
