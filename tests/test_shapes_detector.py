@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from findcli.errors import FindError

@@ -16,10 +16,11 @@ cell centres and of the predicted sizes. A prompt of the shapes grammar is score
 
   presence  p = 1 − exp(−3 n) of each named object (for two identical named objects, of n − 1);
   count     exp(−(m − k)² / τ) for "k colour shapes", m = COUNT_MIX × the number of distinct instances
-            + (1 − COUNT_MIX) × the class's mass n (COUNT_MIX = 1: distinct instances only). Distinct instances: Σ_i q_i Π_{j ranked above i}
-            (1 − q_j (1 − sep_ij)), q = sigmoid((mass − 0.5)/0.1) and sep_ij = sigmoid(gap of the soft
-            boxes − COUNT_GAP) (a second peak touching a larger one is read as the same blob); the
-            mass also counts touching objects (RESULTS.md §6.12 measures both);
+            + (1 − COUNT_MIX) × the class's mass n (COUNT_MIX = 1, the default: distinct instances
+            only). Distinct instances: Σ_i q_i Π_{j ranked above i} (1 − q_j (1 − sep_ij)),
+            q = sigmoid((mass − 0.5)/0.1) and sep_ij = sigmoid(gap of the soft boxes − COUNT_GAP) (a
+            second peak touching a larger one is read as the same blob); the mass also counts touching
+            objects (RESULTS.md §6.12 measures both);
   relation  the best (subject instance, object instance) pair's product of sigmoids of the soft boxes'
             gaps and offsets (margins in px, below), using the relations as `world.py` defines them;
   no extra  exp(−excess), excess = Σ over classes of relu(n − expected − slack);

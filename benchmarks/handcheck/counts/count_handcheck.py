@@ -106,7 +106,7 @@ def evaluate(a) -> None:
     out = []
     for spec in meta["sets"]:
         seed, template = spec.split(":", 1)
-        k = int({"count 2": 2, "count 3": 3, "count 4": 4}[template])
+        k = int(template.split()[1])  # "count 3" -> 3
         mine = [r for r in rows if r["seed"] == int(seed) and r["k"] == k]
         lab = [r for r in mine if r["hand"] >= 0]
         truth = torch.tensor([r["hand"] == r["k"] for r in lab])
