@@ -269,6 +269,73 @@ def test_video_negatives_enter_only_the_text_to_video_softmax():
     assert torch.allclose(got, want, atol=1e-5)
 
 
+def test_object_captions_loss_matches_a_per_row_reference():
+    """Oracle: the loss rebuilt row by row in float64 from the model's own embeddings, with the rule
+    written out plainly: a clip's negatives are the batch's other captions except those true of it (same
+    meaning, or a one-object caption naming one of a two-object clip's objects), and each object of a
+    two-object clip adds w x CE(its own caption vs its negatives). The batch is built so that both kinds
+    of masking occur; with w = 0 the loss is the old one exactly."""
+    import math
+
+    from findcli.shapes.video.world import Mover, VideoSpec
+
+    torch.manual_seed(0)
+    model = R.VideoClip(_tiny_config()).eval()
+    rs, bc = Mover("red", "sphere", "right"), Mover("blue", "cube", "left")
+    specs = [VideoSpec("two_motion", (rs, bc)), VideoSpec("single_motion", (rs,)), VideoSpec("single_motion", (bc,)),
+             VideoSpec("single_motion", (Mover("green", "pyramid", "up"),)), VideoSpec("two_motion", (bc, rs)),
+             VideoSpec("two_motion", (Mover("white", "cube", "down"), Mover("white", "sphere", "down")))]
+    g = torch.Generator().manual_seed(3)
+    x = render_video(specs, g, frames=4)
+    negs = [V.negatives_of(sp, g, 2) for sp in specs]
+    onegs = [V.object_negatives_of(sp, g, 100) for sp in specs]  # all candidates: some land on the other object
+    w = 0.7
+    old, _ = V.contrastive_loss(model, x, specs, negs)
+    off, _ = V.contrastive_loss(model, x, specs, negs, None, onegs, 0.0)
+    got, parts = V.contrastive_loss(model, x, specs, negs, None, onegs, w)
+    assert torch.equal(old, off)
+    # object negatives are never true of the clip, and the first is the object's flipped caption
+    for sp, per in zip(specs, onegs):
+        assert len(per) == (2 if sp.kind == "two_motion" else 0)
+        for o, ns in zip(sp.objects, per):
+            assert ns[0].objects[0] == Mover(o.colour, o.shape, OPPOSITE[o.direction])
+            assert all(n.objects[0] not in sp.objects for n in ns) and len(ns) == (9 if sp is specs[5] else 10)
+    with torch.no_grad():
+        s = float(model.scale())
+        v = model.encode_video(x).double()
+
+        def score(i, caption):
+            return s * float(v[i] @ model.encode_prompts([caption])[0].double())
+
+        def true_of(caption_spec, clip_spec):
+            if caption_spec.meaning() == clip_spec.meaning():
+                return True
+            return len(caption_spec.objects) == 1 and len(clip_spec.objects) == 2 and caption_spec.objects[0] in clip_spec.objects
+
+        def ce(logits, target=0):
+            m = max(logits)
+            return -(logits[target] - m - math.log(sum(math.exp(z - m) for z in logits)))
+
+        b = len(specs)
+        v2t = t2v = 0.0
+        for i in range(b):
+            row = [score(i, specs[i].caption())]
+            row += [score(i, specs[j].caption()) for j in range(b) if j != i and not true_of(specs[j], specs[i])]
+            row += [score(i, n.caption()) for n in negs[i]]
+            v2t += ce(row) / b
+            col = [score(i, specs[i].caption())]
+            col += [score(j, specs[i].caption()) for j in range(b) if j != i and not true_of(specs[i], specs[j])]
+            t2v += ce(col) / b
+        objs = [(i, VideoSpec("single_motion", (o,)).caption(), ns)
+                for i, sp in enumerate(specs) for o, ns in zip(sp.objects, onegs[i])]
+        obj = sum(ce([score(i, oc)] + [score(i, n.caption()) for n in ns]) for i, oc, ns in objs) / len(objs)
+        want = 0.5 * (v2t + t2v) + w * obj
+        acc = sum(score(i, oc) > score(i, ns[0].caption()) for i, oc, ns in objs) / len(objs)
+    assert abs(got.item() - want) < 1e-4 * max(1.0, abs(want))
+    assert got.item() != old.item()  # the masks and the term change the loss on this batch
+    assert parts["object_acc"] == pytest.approx(acc)
+
+
 def test_init_fine_tunes_from_a_saved_reward_and_refuses_another_architecture(tmp_path, trained):
     cfg = dict(widths=(8, 16, 16), frame_dim=64, embed_dim=32, word_dim=32, text_hidden=32, batch=4, frames=3,
                eval_clips=4, eval_every=0, ckpt_every=0, log_every=100, two_share=0.5, video_negatives=1)

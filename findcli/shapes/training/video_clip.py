@@ -91,6 +91,7 @@ class VideoClipTrainConfig:
     minutes: float = 0.0  # wall-time budget for the training loop (0 = none)
     video_negatives: int = 0  # incoherent copies of each clip as extra videos in its caption's softmax (0 = none)
     init: str = ""  # a reward folder (video_clip.safetensors + config.json) to fine-tune from ("" = from scratch)
+    object_weight: float = 0.0  # weight of the object-caption loss on two-object clips (0 = none; see contrastive_loss)
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)  # `--set widths=8,16,16` parses to floats
@@ -161,6 +162,17 @@ def negatives_of(spec: VideoSpec, gen: torch.Generator, k: int) -> list[VideoSpe
             seen.add(neg.meaning())
             out.append(neg)
     return out
+
+
+def object_negatives_of(spec: VideoSpec, gen: torch.Generator, k: int) -> list[list[VideoSpec]]:
+    """Per object of a two-object spec, negatives of its one-object caption (`negatives_of` of the
+    one-object spec: its direction flipped first, then up to k hard negatives), leaving out any that the
+    clip still satisfies (a colour or shape change that lands on the clip's other object); [] for a
+    one-object spec."""
+    if len(spec.objects) < 2:
+        return []
+    return [[n for n in negatives_of(VideoSpec("single_motion", (o,)), gen, k) if n.objects[0] not in spec.objects]
+            for o in spec.objects]
 
 
 INCOHERENT = ("shuffle", "teleport", "vanish")  # the kinds of incoherent copy, drawn uniformly per copy
@@ -271,15 +283,39 @@ def degrade(x: torch.Tensor, gen: torch.Generator, sigma: float = EVAL_BLUR, noi
 
 
 def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec],
-                     negs: list[list[VideoSpec]], video_negs: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+                     negs: list[list[VideoSpec]], video_negs: torch.Tensor | None = None,
+                     object_negs: list[list[list[VideoSpec]]] | None = None,
+                     object_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
     """Symmetric InfoNCE over the batch plus each clip's hard negatives in its video -> text softmax and,
     when `video_negs` (B, M, F, 3, H, W) is given, caption i's M incoherent clips in its text -> video
-    softmax. Returns the loss and {"flip_acc": fraction of clips whose caption beats its flipped caption,
-    "coherent_acc": fraction whose clip beats all of its incoherent copies (1.0 when there are none)}."""
+    softmax.
+
+    Object captions (`object_weight` > 0, `object_negs` given). A two-object clip also satisfies each of
+    its objects' own one-object caption ("a red sphere moving right" is true of "a red sphere moving right
+    and a blue cube moving left"). Without this term such a caption only ever meets a two-object clip as an
+    in-batch negative, so it learns "this object, and nothing else" and scores a two-object clip far below
+    its full caption (RESULTS.md §11, session 8), which makes a per-object score (`combine="min"`) rank
+    badly. With it: (1) in-batch one-object captions true of a two-object clip are masked out of both
+    softmaxes, as clips of the same meaning are; (2) per two-object clip and named object, a video -> text
+    cross-entropy with that object's caption as the target against `object_negs[i][k]` (that object's
+    caption with its direction flipped, then hard negatives of the one-object spec: its direction, colour
+    or shape changed), added with weight `object_weight` (mean over the two-object clips' objects).
+
+    Returns the loss and {"flip_acc": fraction of clips whose caption beats its flipped caption,
+    "coherent_acc": fraction whose clip beats all of its incoherent copies (1.0 when there are none),
+    "object_acc": fraction of two-object clips' objects whose caption beats its flipped caption (None
+    when the term is off or the batch has no two-object clip)}."""
     b = len(specs)
     caps = [s.caption() for s in specs]
     neg_caps = [[n.caption() for n in ns] for ns in negs]
-    unique = list(dict.fromkeys(caps + [c for ns in neg_caps for c in ns]))
+    use_objects = object_weight > 0 and object_negs is not None
+    obj = []  # (clip index, object's caption, its negatives' captions) per object of a two-object clip
+    if use_objects:
+        for i, sp in enumerate(specs):
+            if len(sp.objects) > 1:
+                obj += [(i, c, [n.caption() for n in ns]) for c, ns in zip(R.sub_captions(sp), object_negs[i])]
+    unique = list(dict.fromkeys(caps + [c for ns in neg_caps for c in ns]
+                                + [c for _, oc, ns in obj for c in [oc, *ns]]))
     where = {c: i for i, c in enumerate(unique)}
     t = model.encode_prompts(unique)  # (U, D)
     m = video_negs.shape[1] if video_negs is not None else 0
@@ -293,6 +329,9 @@ def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[Video
     sim = s * v @ t[[where[c] for c in caps]].T  # (B, B): clip i against caption j
     meaning = [sp.meaning() for sp in specs]
     same = torch.tensor([[meaning[i] == meaning[j] and i != j for j in range(b)] for i in range(b)])
+    if use_objects:  # caption j names one object that clip i shows moving its way: true, so no negative
+        same |= torch.tensor([[len(specs[j].objects) == 1 and len(specs[i].objects) > 1
+                               and specs[j].objects[0] in specs[i].objects for j in range(b)] for i in range(b)])
     sim = sim.masked_fill(same, -1e4)  # another clip of the same meaning is no negative
     k = max(len(ns) for ns in neg_caps)
     idx = torch.tensor([[where[c] for c in ns] + [0] * (k - len(ns)) for ns in neg_caps])  # (B, K)
@@ -309,7 +348,16 @@ def contrastive_loss(model: R.VideoClip, videos: torch.Tensor, specs: list[Video
         text_logits = torch.cat([text_logits, vneg], 1)
     loss = 0.5 * (F.cross_entropy(torch.cat([sim, neg], 1), target) + F.cross_entropy(text_logits, target))
     flip_acc = (sim.diagonal() > neg[:, 0]).float().mean().item()
-    return loss, {"flip_acc": flip_acc, "coherent_acc": coherent_acc}
+    object_acc = None
+    if obj:  # each object's caption (column 0) against its own negatives, for its two-object clip
+        ko = max(len(ns) for _, _, ns in obj)
+        oidx = torch.tensor([[where[oc]] + [where[c] for c in ns] + [0] * (ko - len(ns)) for _, oc, ns in obj])
+        omiss = torch.tensor([[False] + [j >= len(ns) for j in range(ko)] for _, _, ns in obj])
+        vo = v[torch.tensor([i for i, _, _ in obj])]  # (O, D)
+        ologits = (s * torch.einsum("od,okd->ok", vo, t[oidx])).masked_fill(omiss, -1e4)
+        loss = loss + object_weight * F.cross_entropy(ologits, torch.zeros(len(obj), dtype=torch.long))
+        object_acc = (ologits[:, 0] > ologits[:, 1]).float().mean().item()
+    return loss, {"flip_acc": flip_acc, "coherent_acc": coherent_acc, "object_acc": object_acc}
 
 
 def eval_set(cfg: VideoClipTrainConfig):
@@ -324,18 +372,26 @@ def eval_set(cfg: VideoClipTrainConfig):
     degraded = degrade(clean, g)
     inc = incoherent(clean, layout, specs, g, 3)
     inc_degraded = degrade(inc.flatten(0, 1), g).view_as(inc)
-    return specs, clean, degraded, negs, inc, inc_degraded
+    go = torch.Generator().manual_seed(20_000 + cfg.seed)  # its own stream: the draws above are unchanged
+    obj_negs = [object_negatives_of(s, go, 100) for s in specs]
+    return specs, clean, degraded, negs, inc, inc_degraded, obj_negs
 
 
 @torch.no_grad()
 def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], negs: list[list[VideoSpec]],
-             chunk: int = 64) -> dict:
+             obj_negs: list[list[list[VideoSpec]]] | None = None, chunk: int = 64) -> dict:
     """flip: the true caption scored above the direction-flipped one; all: above every negative;
-    flip_single / flip_two: `flip` per kind."""
+    flip_single / flip_two: `flip` per kind; with `obj_negs`, object_flip / object_all: per object of a
+    two-object clip, its own one-object caption scored above that caption direction-flipped / above all of
+    its negatives (object_negatives_of)."""
     was = model.training
     model.eval()
     v = torch.cat([model.encode_video(x) for x in videos.split(chunk)])
-    caps = list(dict.fromkeys([s.caption() for s in specs] + [n.caption() for ns in negs for n in ns]))
+    obj_negs = obj_negs or [[] for _ in specs]
+    objs = [(i, VideoSpec("single_motion", (o,)).caption(), ns) for i, sp in enumerate(specs)
+            for o, ns in zip(sp.objects, obj_negs[i])]
+    caps = list(dict.fromkeys([s.caption() for s in specs] + [n.caption() for ns in negs for n in ns]
+                              + [c for _, oc, ns in objs for c in [oc, *(n.caption() for n in ns)]]))
     where = {c: i for i, c in enumerate(caps)}
     t = model.encode_prompts(caps)
     flip, every, kinds = [], [], []
@@ -345,6 +401,12 @@ def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], n
         flip.append(bool(true > scores[0]))
         every.append(bool((true > scores).all()))
         kinds.append(spec.kind)
+    oflip, oall = [], []
+    for i, oc, ns in objs:
+        true = (v[i] * t[where[oc]]).sum()
+        scores = t[[where[n.caption()] for n in ns]] @ v[i]
+        oflip.append(bool(true > scores[0]))
+        oall.append(bool((true > scores).all()))
     model.train(was)
 
     def mean(xs):  # None when there are no such clips (e.g. two_share 0)
@@ -352,7 +414,8 @@ def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], n
 
     return {"flip": mean(flip), "all": mean(every),
             "flip_single": mean([f for f, k in zip(flip, kinds) if k == "single_motion"]),
-            "flip_two": mean([f for f, k in zip(flip, kinds) if k == "two_motion"])}
+            "flip_two": mean([f for f, k in zip(flip, kinds) if k == "two_motion"]),
+            "object_flip": mean(oflip), "object_all": mean(oall)}
 
 
 @torch.no_grad()
@@ -371,9 +434,10 @@ def coherence(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], 
 
 
 def evaluate(model: R.VideoClip, held) -> dict:
-    specs, clean, degraded, negs, inc, inc_degraded = held
-    return {"clean": {**accuracy(model, clean, specs, negs), "coherent": coherence(model, clean, specs, inc)},
-            "degraded": {**accuracy(model, degraded, specs, negs), "coherent": coherence(model, degraded, specs, inc_degraded)}}
+    specs, clean, degraded, negs, inc, inc_degraded, obj_negs = held
+    return {"clean": {**accuracy(model, clean, specs, negs, obj_negs), "coherent": coherence(model, clean, specs, inc)},
+            "degraded": {**accuracy(model, degraded, specs, negs, obj_negs),
+                         "coherent": coherence(model, degraded, specs, inc_degraded)}}
 
 
 # --- training ----------------------------------------------------------------------------------------
@@ -411,19 +475,23 @@ def train_video_clip(cfg: VideoClipTrainConfig) -> dict:
         clean, layout = render_video_with_layout(specs, gen, frames=cfg.frames)
         x = augment(clean, gen, cfg, vae)
         negs = [negatives_of(s, gen, cfg.negatives) for s in specs]
+        # only drawn with the term on, so a run without it is the same draw as before it existed
+        obj_negs = [object_negatives_of(s, gen, cfg.negatives) for s in specs] if cfg.object_weight > 0 else None
         video_negs = None
         if cfg.video_negatives > 0:  # degraded like the clips, so degradation never tells them apart
             inc = incoherent(clean, layout, specs, gen, cfg.video_negatives)
             video_negs = augment(inc.flatten(0, 1), gen, cfg, vae).view_as(inc)
-        loss, parts = contrastive_loss(model, x, specs, negs, video_negs)
+        loss, parts = contrastive_loss(model, x, specs, negs, video_negs, obj_negs, cfg.object_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        hist.append((loss.item(), parts["flip_acc"], parts["coherent_acc"]))
+        oa = parts["object_acc"]
+        hist.append((loss.item(), parts["flip_acc"], parts["coherent_acc"], float("nan") if oa is None else oa))
         if step % cfg.log_every == 0:
-            a = torch.tensor(hist[-cfg.log_every :]).mean(0).tolist()
-            log(step=step, loss=a[0], train_flip_acc=a[1], train_coherent_acc=a[2], scale=model.scale().item(), lr=lr, s=clock.elapsed())
+            a = torch.tensor(hist[-cfg.log_every :]).nanmean(0).tolist()
+            extra = {"train_object_acc": a[3]} if cfg.object_weight > 0 else {}
+            log(step=step, loss=a[0], train_flip_acc=a[1], train_coherent_acc=a[2], **extra, scale=model.scale().item(), lr=lr, s=clock.elapsed())
         last = step == cfg.steps or clock.out_of_time()
         if cfg.eval_every and step % cfg.eval_every == 0 and not last:
             metrics = evaluate(model, held)
