@@ -224,6 +224,32 @@ def test_incoherent_copies_keep_the_frames_or_break_them_as_their_kind_says():
     assert seen == {"shuffle", "teleport", "vanish"}
 
 
+def test_extra_copies_only_add_palette_discs_and_unknown_kinds_are_refused():
+    """Oracle: the palette and the geometry of a disc. An "extra" copy differs from its clip only in
+    pixels painted one palette colour exactly, in some frames (at most all), and covers at most four
+    discs of radius 4 px; a kind outside INCOHERENT is a one-line FindError. (The default kinds never
+    draw it: the test above classifies every default copy as shuffle, teleport or vanish.)"""
+    from findcli.shapes.video.world import COLOURS, PALETTE, render_video_with_layout
+
+    g = torch.Generator().manual_seed(5)
+    specs = V.sample_specs(16, g, 0.5)
+    x, lay = render_video_with_layout(specs, g, frames=6)
+    inc = V.incoherent(x, lay, specs, g, 2, ("extra",))
+    palette = torch.tensor([PALETTE[c] for c in COLOURS])
+    for i in range(16):
+        for j in range(2):
+            y = inc[i, j]
+            changed = (y != x[i]).any(1)  # (F, H, W)
+            assert changed.any()
+            px = y.permute(0, 2, 3, 1)[changed]  # (P, 3) painted pixels
+            assert bool(((px[:, None, :] - palette[None]).abs().amax(-1) < 1e-6).any(1).all())
+            frames = changed.flatten(1).any(1)
+            assert 1 <= int(frames.sum()) <= 6
+            assert int(changed.sum(dim=(1, 2)).max()) <= 4 * 3.1416 * 4.0**2 + 4  # ≤ 4 discs of radius ≤ 4 px per frame
+    with pytest.raises(FindError, match="incoherent kinds"):
+        V.incoherent(x, lay, specs, g, 1, ("sparkle",))
+
+
 def test_video_negatives_enter_only_the_text_to_video_softmax():
     """Oracle: the loss written out by hand from the model's own embeddings (F.cross_entropy over
     explicitly concatenated logits); with no video negatives it is the old loss exactly."""
