@@ -18,7 +18,12 @@ second render of the same spec (the objects teleport), or one object painted out
 Every frame of such a copy still shows the caption's objects, so only a reward that reads the clip as a
 whole over time can rank it below the clip; FIND's policies on two-object prompts found exactly such
 videos (objects jumping between frames, RESULTS.md §11) while the reward trained without them rose.
-`init` starts from a saved reward folder (a fine-tune) instead of from scratch. Held-out accuracy on a fixed set of clips (seed + 10000), clean and degraded (blur sigma
+With `object_weight` > 0 a two-object clip's one-object captions count as true of it (masked out of its
+negatives, and trained as positives against their own negatives: `contrastive_loss`), so a per-object
+score (`combine="min"`) can be read from the model; `incoherent_kinds` may add "extra" (distractor discs)
+to the incoherent copies. Both are off by default (the shipped reward's command reproduces it; RESULTS.md
+§11 session 9 measures them). `init` starts from a saved reward folder (a fine-tune) instead of from
+scratch. Held-out accuracy on a fixed set of clips (seed + 10000), clean and degraded (blur sigma
 1.3 px + noise 0.07, the judge's hardest measured condition): the true caption scored above its
 direction-flipped caption (`flip`) and above all its hard negatives (`all`), logged every `eval_every`
 steps. Deterministic from --seed for a fixed --steps (not when --minutes stops it early). Writes
