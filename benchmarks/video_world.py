@@ -38,6 +38,21 @@ from findcli.policy import load_policy
 from findcli.sampling import draw, settings_from_meta
 
 
+def suite_lines(world, suite: str | Path | None = None, only: str | None = None) -> list[tuple[str, str]]:
+    """(category, prompt) lines of the video suite (or `suite`) whose category or prompt matches `only`."""
+    lines = world.load_suite(suite or Path(__file__).with_name("prompts") / "video_suite.txt")
+    return [(c, p) for c, p in lines if only is None or re.search(only, f"{c}\t{p}")]
+
+
+def arm_settings(world, policy_path: Path | None) -> SamplerSettings:
+    """The sampler both arms of a prompt are drawn with: the policy file's own (as `find eval` reads it,
+    the world's frames where it names none), or the default with the world's frames without a policy."""
+    if policy_path is None:
+        return SamplerSettings(frames=world.default_frames)
+    settings = settings_from_meta(load_policy(policy_path).meta, source=str(policy_path))
+    return settings if settings.frames else dataclasses.replace(settings, frames=world.default_frames)
+
+
 def arm_videos(pipe, prompt: str, settings: SamplerSettings, n: int, seed: int, cache: Path,
                policy_path: Path | None = None) -> torch.Tensor:
     """(n, F, 3, 64, 64) videos of one arm of `find eval`'s paired draw (eval seed `seed`,
@@ -80,11 +95,9 @@ def main() -> None:
     if world is None or world.kind != "video":
         ap.error(f"--model {a.model!r} is not the built-in video world")
 
-    suite = world.load_suite(a.suite or Path(__file__).with_name("prompts") / "video_suite.txt")
-    if a.only:
-        suite = [(c, p) for c, p in suite if re.search(a.only, f"{c}\t{p}")]
-        if not suite:
-            ap.error(f"--only {a.only!r} matches no line of the suite")
+    suite = suite_lines(world, a.suite, a.only)
+    if a.only and not suite:
+        ap.error(f"--only {a.only!r} matches no line of the suite")
     policy_dir = Path(a.policy_dir) if a.policy_dir else None
     if policy_dir is not None:
         missing = [p for _, p in suite if not (policy_dir / f"{slug(p)}.pt").exists()]
@@ -114,13 +127,10 @@ def main() -> None:
 
     rows, by_cat = [], {}
     for category, prompt in suite:
-        settings = SamplerSettings(frames=world.default_frames)
         paths = {"baseline": None}
         if policy_dir is not None:  # both arms with the policy's own sampler, as `find eval` reads it
             paths["policy"] = policy_dir / f"{slug(prompt)}.pt"
-            settings = settings_from_meta(load_policy(paths["policy"]).meta, source=str(paths["policy"]))
-            if not settings.frames:
-                settings = dataclasses.replace(settings, frames=world.default_frames)
+        settings = arm_settings(world, paths.get("policy"))
         arms = {arm: arm_videos(pipe, prompt, settings, a.n, a.seed, cache, path) for arm, path in paths.items()}
         row = {"prompt": prompt, "category": category}
         c = by_cat.setdefault(category, {arm: {"ok": [], "scores": {s: [] for s in rewards}} for arm in arm_names})

@@ -248,6 +248,8 @@ def test_extra_copies_only_add_palette_discs_and_unknown_kinds_are_refused():
             assert int(changed.sum(dim=(1, 2)).max()) <= 4 * 3.1416 * 4.0**2 + 4  # ≤ 4 discs of radius ≤ 4 px per frame
     with pytest.raises(FindError, match="incoherent kinds"):
         V.incoherent(x, lay, specs, g, 1, ("sparkle",))
+    with pytest.raises(FindError, match="incoherent_kinds=vanish,sparkle"):  # refused when the config is read
+        V.VideoClipTrainConfig(incoherent_kinds="vanish,sparkle")
 
 
 def test_video_negatives_enter_only_the_text_to_video_softmax():

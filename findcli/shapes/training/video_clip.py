@@ -103,6 +103,10 @@ class VideoClipTrainConfig:
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)  # `--set widths=8,16,16` parses to floats
+        kinds = self.incoherent_kinds.split(",")
+        if not all(k in INCOHERENT for k in kinds):  # at once, not at the first step that draws a copy
+            raise FindError(f"--set incoherent_kinds={self.incoherent_kinds}: use a comma-separated subset of "
+                            f"{','.join(INCOHERENT)}")
 
 
 # `--preset NAME`: field overrides ("cpu" changes nothing: the defaults are sized for one CPU thread).
@@ -180,7 +184,7 @@ def object_negatives_of(spec: VideoSpec, gen: torch.Generator, k: int) -> list[l
     if len(spec.objects) < 2:
         return []
     return [[n for n in negatives_of(VideoSpec("single_motion", (o,)), gen, k) if n.objects[0] not in spec.objects]
-            for o in spec.objects]
+            for o in spec.objects]  # in the order of R.sub_captions(spec)
 
 
 INCOHERENT = ("shuffle", "teleport", "vanish", "extra")  # the kinds of incoherent copy
@@ -422,35 +426,32 @@ def accuracy(model: R.VideoClip, videos: torch.Tensor, specs: list[VideoSpec], n
     was = model.training
     model.eval()
     v = torch.cat([model.encode_video(x) for x in videos.split(chunk)])
-    obj_negs = obj_negs or [[] for _ in specs]
-    objs = [(i, VideoSpec("single_motion", (o,)).caption(), ns) for i, sp in enumerate(specs)
-            for o, ns in zip(sp.objects, obj_negs[i])]
-    caps = list(dict.fromkeys([s.caption() for s in specs] + [n.caption() for ns in negs for n in ns]
-                              + [c for _, oc, ns in objs for c in [oc, *(n.caption() for n in ns)]]))
+    # one row per (clip, true caption, its negatives): the clip's own caption, then with obj_negs each
+    # named object's one-object caption of a two-object clip
+    rows = [(i, spec.caption(), ns, spec.kind) for i, (spec, ns) in enumerate(zip(specs, negs))]
+    for i, spec in enumerate(specs):
+        rows += [(i, oc, ns, "object") for oc, ns in zip(R.sub_captions(spec), obj_negs[i] if obj_negs else [])]
+    caps = list(dict.fromkeys(c for _, tc, ns, _ in rows for c in [tc, *(n.caption() for n in ns)]))
     where = {c: i for i, c in enumerate(caps)}
     t = model.encode_prompts(caps)
     flip, every, kinds = [], [], []
-    for i, (spec, ns) in enumerate(zip(specs, negs)):
-        true = (v[i] * t[where[spec.caption()]]).sum()
+    for i, tc, ns, kind in rows:
+        true = (v[i] * t[where[tc]]).sum()
         scores = t[[where[n.caption()] for n in ns]] @ v[i]
         flip.append(bool(true > scores[0]))
         every.append(bool((true > scores).all()))
-        kinds.append(spec.kind)
-    oflip, oall = [], []
-    for i, oc, ns in objs:
-        true = (v[i] * t[where[oc]]).sum()
-        scores = t[[where[n.caption()] for n in ns]] @ v[i]
-        oflip.append(bool(true > scores[0]))
-        oall.append(bool((true > scores).all()))
+        kinds.append(kind)
     model.train(was)
 
     def mean(xs):  # None when there are no such clips (e.g. two_share 0)
         return round(sum(xs) / len(xs), 4) if xs else None
 
-    return {"flip": mean(flip), "all": mean(every),
-            "flip_single": mean([f for f, k in zip(flip, kinds) if k == "single_motion"]),
-            "flip_two": mean([f for f, k in zip(flip, kinds) if k == "two_motion"]),
-            "object_flip": mean(oflip), "object_all": mean(oall)}
+    def of(xs, *want):
+        return mean([x for x, k in zip(xs, kinds) if k in want])
+
+    clip = ("single_motion", "two_motion")
+    return {"flip": of(flip, *clip), "all": of(every, *clip), "flip_single": of(flip, "single_motion"),
+            "flip_two": of(flip, "two_motion"), "object_flip": of(flip, "object"), "object_all": of(every, "object")}
 
 
 @torch.no_grad()

@@ -20,18 +20,14 @@ ranking a one-correct-object hack exploits.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
-import re
 from pathlib import Path
 
 import torch
 
 from findcli import shapes
 from findcli.evaluation import rank_auc, slug
-from findcli.policy import load_policy
-from findcli.sampling import settings_from_meta
 from findcli.shapes.video.reward import load_video_clip, sub_captions
 from findcli.shapes.video.world import parse_video_prompt
 
@@ -54,12 +50,9 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     world = shapes.world_of(a.model)
-    suite = [(c, p) for c, p in world.load_suite(ROOT / "benchmarks" / "prompts" / "video_suite.txt")
-             if re.search(a.only, f"{c}\t{p}")]
+    suite = VW.suite_lines(world, only=a.only)
     cache = Path(a.cache) / world.model_version()
-    from findcli.pipeline import SamplerSettings
-
-    plain = SamplerSettings(frames=world.default_frames)  # video_world.py's key without --policy-dir
+    plain = VW.arm_settings(world, None)  # video_world.py's key without --policy-dir
 
     class Missing(Exception):
         pass
@@ -71,12 +64,8 @@ def main() -> None:
     data = []  # (category, prompt, arm, videos, ok, objects_ok or None)
     for category, prompt in suite:
         ppath = Path(a.policy_dir) / f"{slug(prompt)}.pt" if a.policy_dir else None
-        if ppath is not None and ppath.exists():
-            settings = settings_from_meta(load_policy(ppath).meta, source=str(ppath))
-            if not settings.frames:
-                settings = dataclasses.replace(settings, frames=world.default_frames)
-        else:
-            ppath, settings = None, plain
+        ppath = ppath if ppath is not None and ppath.exists() else None
+        settings = VW.arm_settings(world, ppath)
         subs = sub_captions(parse_video_prompt(prompt))
         for arm, path in (("baseline", None), ("policy", ppath)):
             if arm == "policy" and path is None:
@@ -139,14 +128,13 @@ def main() -> None:
                     o["p_policy_above_baseline"] = sum(wins) / len(wins)
                 multi = [r for r in rows if r[5] is not None]
                 if multi:
-                    sc = torch.cat([r[3][score] for r in multi])
                     nok = torch.cat([r[5].sum(1) for r in multi])
-                    # centred per prompt so prompts with different score levels pool fairly
-                    scc = torch.cat([r[3][score] - torch.cat([q[3][score] for q in multi if q[1] == r[1]]).mean() for r in multi])
+                    # centred per prompt (both arms) so prompts with different score levels pool fairly
+                    centre = {q: torch.cat([r[3][score] for r in multi if r[1] == q]).mean() for q in dict.fromkeys(r[1] for r in multi)}
+                    scc = torch.cat([r[3][score] - centre[r[1]] for r in multi])
                     o["mean_centred_by_objects_ok"] = {k: (float(scc[nok == k].mean()) if (nok == k).any() else None, int((nok == k).sum())) for k in (0, 1, 2)}
                     o["auc_two_vs_one_object_ok"] = rank_auc(scc[nok >= 1], nok[nok >= 1] == 2)
                     o["auc_one_vs_none_object_ok"] = rank_auc(scc[nok <= 1], nok[nok <= 1] == 1)
-                    del sc
                 out[score] = o
             return out
 

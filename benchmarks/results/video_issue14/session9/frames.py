@@ -12,8 +12,6 @@ from PIL import Image
 
 from findcli import shapes
 from findcli.evaluation import slug
-from findcli.policy import load_policy
-from findcli.sampling import settings_from_meta
 
 ROOT = Path(__file__).resolve().parents[4]
 spec = importlib.util.spec_from_file_location("vw", ROOT / "benchmarks/video_world.py")
@@ -25,7 +23,7 @@ def main(prompt: str, policy_dir: str, out: str, seed: int = 1, rows: int = 6) -
     world = shapes.world_of("builtin-video")
     cache = ROOT / "runs/video/videos" / world.model_version()
     pp = Path(policy_dir) / f"{slug(prompt)}.pt"
-    st = settings_from_meta(load_policy(pp).meta, source=str(pp))
+    st = VW.arm_settings(world, pp)
     strips = []
     for path in (None, pp):
         x = VW.arm_videos(None, prompt, st, 32, seed, cache, path)

@@ -16,8 +16,6 @@ import torch
 
 from findcli import shapes
 from findcli.evaluation import rank_auc, slug
-from findcli.policy import load_policy
-from findcli.sampling import settings_from_meta
 from findcli.shapes.video.reward import load_video_clip, sub_captions
 from findcli.shapes.video.world import parse_video_prompt
 
@@ -35,11 +33,11 @@ def main() -> None:
             KEY = a.split("=", 1)[1]
     world = shapes.world_of("builtin-video")
     cache = ROOT / "runs/video/videos" / world.model_version()
-    prompts = [p for c, p in world.load_suite(ROOT / "benchmarks/prompts/video_suite.txt") if c.startswith("two_")]
+    prompts = [p for _, p in VW.suite_lines(world, only="^two_")]
     rows = []  # (prompt, arm, videos, present_every_frame)
     for p in prompts:
         pp = ROOT / "benchmarks/results/video_issue14/suite" / f"{slug(p)}.pt"
-        st = settings_from_meta(load_policy(pp).meta, source=str(pp))
+        st = VW.arm_settings(world, pp)
         for arm, path in (("baseline", None), ("policy", pp)):
             x = torch.cat([VW.arm_videos(None, p, st, 32, s, cache, path) for s in (1, 2)])
             _, per = world.judge_images(x, p)
