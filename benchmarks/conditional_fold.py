@@ -12,7 +12,17 @@ token features) or `factor`, a diagnostic that is NOT a text-feature network: it
 grammar's parse (relation, each object's colour and shape) and fits
     μ[c, h, w] = Σ_slot M[relation, slot, h, w] · (A[colour] + B[shape])[c] + bias[relation, c, h, w]
 to lowpass₂ μ, with σ the template's mean σ (an upper reference for what placing colour codes can do).
-GAIN multiplies the fitted μ targets; SIGMA `1` draws with σ = 1, `sig` with the fitted σ.
+GAIN multiplies the fitted μ targets; SIGMA `1` draws with σ = 1, `sig` with the fitted σ. KIND `own`
+is no fit: the judged prompt's own per-prompt policy from --policies (the ceiling, judged in the same run).
+KIND `t<arch>` (tslots, tmlp, ttokens) is a text-feature network of findcli.conditional distilled not
+from the policies but from the `factor` fit's predictions (μ and the template's log σ) on EVERY prompt of
+the grammar's position and counting templates that names only objects of the fit prompts, pairs no two
+objects that a judged prompt pairs, and is not judged: the parse is needed to make its targets, never to
+draw; the network then reads the prompt's text alone (RESULTS.md §10.3).
+
+--train and --policies take several files / globs: §10.3 fits on the split's 36 training prompts plus
+those of conditional_train_extra.txt that have a policy (a training prompt without one is left out
+and listed).
 
     OMP_NUM_THREADS=1 python benchmarks/conditional_fold.py --json fold.json \
         --arms slots:1:1 slots:1:sig slots:1.5:sig slots:1.5:1
@@ -33,12 +43,12 @@ from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa
 from findcli.evaluation import read_suite, success_rate  # noqa: E402
 from findcli.pipeline import Rollout, SamplerSettings, load_runtime  # noqa: E402
 from findcli.policy import GaussianPolicy, load_policy  # noqa: E402
-from findcli.shapes.world import parse_prompt  # noqa: E402
+from findcli.shapes.world import COLOURS, COUNTS, RELATIONS, SHAPES, Obj, Spec, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-ap.add_argument("--policies", default="benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt")
-ap.add_argument("--train", default="benchmarks/prompts/conditional_train.txt")
+ap.add_argument("--policies", nargs="+", default=["benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt"])
+ap.add_argument("--train", nargs="+", default=["benchmarks/prompts/conditional_train.txt"])
 ap.add_argument("--fold", default="purple sphere,yellow cube", help="comma list of 'colour shape'")
 ap.add_argument("--test", default=None, help="distil from every training prompt and judge this prompt file")
 ap.add_argument("--arms", nargs="+", default=["slots:1:1", "slots:1:sig", "slots:1.5:sig", "slots:1.5:1"])
@@ -56,11 +66,15 @@ torch.set_num_threads(1)
 FOLD_OBJ = {tuple(o.split()) for o in a.fold.split(",") if o.strip()}
 ARMS = a.arms
 pols = {}
-for f in glob.glob(a.policies):
+for f in sorted(f for g in a.policies for f in glob.glob(g)):
     if not f.endswith(".ckpt.pt"):
         pf = load_policy(f)
         pols[pf.meta["prompt"]] = pf
-train = [p for p, _ in read_suite(a.train)]
+train = [p for t in a.train for p, _ in read_suite(t)]
+missing = [p for p in train if p not in pols]
+if missing:
+    print(f"{len(missing)} training prompts have no policy, left out: {missing}", flush=True)
+train = [p for p in train if p in pols]
 if a.test:
     fit_p, fold_p = train, [p for p, _ in read_suite(a.test)]
 else:
@@ -120,10 +134,25 @@ class Factor:
         return GaussianPolicy(shape, mu, torch.full_like(mu, self.ls.get(self.feats(prompt)[0], 0.0)))
 
 
+def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
+    """Every position/counting prompt of the grammar on the fit prompts' objects, leaving out the judged
+    prompts and any pair of objects a judged prompt puts together (see the docstring)."""
+    seen = {o for p in fit_p for o in parse_prompt(p).objects}
+    banned = {frozenset(parse_prompt(p).objects) for p in judged if parse_prompt(p).kind == "relation"}
+    objs = [Obj(c, s) for c in COLOURS for s in SHAPES if Obj(c, s) in seen]
+    out = [Spec("relation", (x, y), relation=r).caption() for r in RELATIONS for x in objs for y in objs
+           if x.colour != y.colour and frozenset((x, y)) not in banned]
+    out += [Spec("count", (o,), count=k).caption() for o in objs for k in sorted(COUNTS.values())]
+    return [p for p in out if p not in set(judged)]
+
+
 print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
 _, _, pipe, _ = load_runtime(None, "auto")
 shape = tuple(pols[train[0]].policy.latent_shape)
-ro = {p: Rollout(pipe, p, SamplerSettings()) for p in fit_p + fold_p}
+synth = teacher_prompts(fit_p, fold_p) if any(arm.startswith("t") for arm in ARMS) else []
+if synth:
+    print(f"teacher prompts: {len(synth)}", flush=True)
+ro = {p: Rollout(pipe, p, SamplerSettings()) for p in dict.fromkeys(fit_p + fold_p + synth)}
 with torch.no_grad():
     text = {p: ro[p].text_features().float() for p in ro}
     toks = {p: ro[p].token_text().float() for p in ro}
@@ -133,23 +162,33 @@ with torch.no_grad():
                                  return_tensors="pt").input_ids
             return pipe.text_encoder.get_input_embeddings()(ids)[0].float()
         toks = {p: torch.cat([toks[p], words(p)], dim=-1) for p in ro}
-res = {"n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
+res = {"teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing, "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
        "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}
 for arm in ARMS:
     kind, gain, _ = arm.split(":")
-    if (kind, gain) in nets:
+    if (kind, gain) in nets or kind == "own":
         continue
     if kind == "factor":
         nets[(kind, gain)] = Factor(fit_p, float(gain))
         print(arm, "fitted", flush=True)
         continue
-    cfg = ConditionalConfig(arch=kind, pool=2, role_rank=a.role_rank, bias_rank=a.bias_rank)
-    T = torch.stack([text[p] for p in fit_p])
-    K = torch.stack([toks[p] for p in fit_p])
-    mu = torch.stack([float(gain) * lowpass(pols[p].policy.mu.detach().flatten(), shape, 2) for p in fit_p])
-    ls = torch.stack([pols[p].policy.log_sigma.detach().flatten() for p in fit_p])
+    if kind.startswith("t"):  # distilled from the factor teacher on every allowed prompt of the grammar
+        teacher = nets.get(("factor", gain)) or Factor(fit_p, float(gain))
+        nets[("factor", gain)] = teacher
+        arch, src = kind[1:], synth
+        with torch.no_grad():
+            tp = {q: teacher.policy(q) for q in src}
+        mu = torch.stack([lowpass(tp[q].mu.detach().flatten(), shape, 2) for q in src])
+        ls = torch.stack([tp[q].log_sigma.detach().flatten() for q in src])
+    else:
+        arch, src = kind, fit_p
+        mu = torch.stack([float(gain) * lowpass(pols[q].policy.mu.detach().flatten(), shape, 2) for q in src])
+        ls = torch.stack([pols[q].policy.log_sigma.detach().flatten() for q in src])
+    cfg = ConditionalConfig(arch=arch, pool=2, role_rank=a.role_rank, bias_rank=a.bias_rank)
+    T = torch.stack([text[q] for q in src])
+    K = torch.stack([toks[q] for q in src])
     torch.manual_seed(0)
     net = build_policy(cfg, shape, "CHW", T, K)
     t0 = time.perf_counter()
@@ -161,8 +200,11 @@ for p in fold_p:
     r = {"base": success_rate(pipe, p, st, a.eval_seed, a.n, None)}
     for arm in ARMS:
         kind, gain, sig = arm.split(":")
-        net = nets[(kind, gain)]
-        pol = net.policy(p) if kind == "factor" else net.policy_for(text[p], toks[p])
+        if kind == "own":
+            pol = pols[p].policy
+        else:
+            net = nets[(kind, gain)]
+            pol = net.policy(p) if kind == "factor" else net.policy_for(text[p], toks[p])
         if sig == "1":
             pol = GaussianPolicy(shape, pol.mu.detach().clone(), torch.zeros_like(pol.mu))
         r[arm] = success_rate(pipe, p, st, a.eval_seed, a.n, pol)
