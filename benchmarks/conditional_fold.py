@@ -60,6 +60,7 @@ ap.add_argument("--with-words", action="store_true", help="token features: the p
                 "token's input (word) embedding, which no context changes (a code can then be the word's alone)")
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
+ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the fit and the networks (0 in §10.2-10.3)")
 ap.add_argument("--json", required=True)
 a = ap.parse_args()
 torch.set_num_threads(1)
@@ -94,7 +95,7 @@ class Factor:
         self.rels = sorted({self.feats(p)[0] for p in allp})
         self.cols = sorted({o[0] for p in allp for o in self.feats(p)[1]})
         self.shps = sorted({o[1] for p in allp for o in self.feats(p)[1]})
-        g = torch.Generator().manual_seed(0)
+        g = torch.Generator().manual_seed(a.seed)
         self.M = (0.1 * torch.randn(len(self.rels), 2, self.h, self.w, generator=g)).requires_grad_()
         self.A = (0.1 * torch.randn(len(self.cols), c, generator=g)).requires_grad_()
         self.B = (0.1 * torch.randn(len(self.shps), c, generator=g)).requires_grad_()
@@ -162,7 +163,7 @@ with torch.no_grad():
                                  return_tensors="pt").input_ids
             return pipe.text_encoder.get_input_embeddings()(ids)[0].float()
         toks = {p: torch.cat([toks[p], words(p)], dim=-1) for p in ro}
-res = {"teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing, "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
+res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing, "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
        "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}
@@ -189,10 +190,10 @@ for arm in ARMS:
     cfg = ConditionalConfig(arch=arch, pool=2, role_rank=a.role_rank, bias_rank=a.bias_rank)
     T = torch.stack([text[q] for q in src])
     K = torch.stack([toks[q] for q in src])
-    torch.manual_seed(0)
+    torch.manual_seed(a.seed)
     net = build_policy(cfg, shape, "CHW", T, K)
     t0 = time.perf_counter()
-    curve = distill(net, T, mu, ls, steps=a.steps, weight_decay=a.weight_decay, tokens=K)
+    curve = distill(net, T, mu, ls, steps=a.steps, weight_decay=a.weight_decay, seed=a.seed, tokens=K)
     print(arm, f"fit {curve[0]:.4f} -> {curve[-1]:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
     nets[(kind, gain)] = net.eval()
 st = SamplerSettings()
