@@ -43,8 +43,9 @@ from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa
 from findcli.evaluation import read_suite, success_rate  # noqa: E402
 from findcli.pipeline import Rollout, SamplerSettings, load_runtime  # noqa: E402
 from findcli.policy import GaussianPolicy, load_policy  # noqa: E402
-from findcli.shapes.world import COLOURS, COUNTS, RELATIONS, SHAPES, Obj, Spec, parse_prompt  # noqa: E402
+from findcli.shapes.world import COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
+from reward_auc import template_specs  # noqa: E402
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--policies", nargs="+", default=["benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt"])
@@ -136,15 +137,19 @@ class Factor:
 
 
 def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
-    """Every position/counting prompt of the grammar on the fit prompts' objects, leaving out the judged
-    prompts and any pair of objects a judged prompt puts together (see the docstring)."""
+    """Every position/counting prompt of the grammar (reward_auc.template_specs) on the fit prompts'
+    objects, leaving out the judged prompts and any pair of objects a judged prompt puts together (see the
+    docstring); relations first, then counts object by object."""
     seen = {o for p in fit_p for o in parse_prompt(p).objects}
-    banned = {frozenset(parse_prompt(p).objects) for p in judged if parse_prompt(p).kind == "relation"}
-    objs = [Obj(c, s) for c in COLOURS for s in SHAPES if Obj(c, s) in seen]
-    out = [Spec("relation", (x, y), relation=r).caption() for r in RELATIONS for x in objs for y in objs
-           if x.colour != y.colour and frozenset((x, y)) not in banned]
-    out += [Spec("count", (o,), count=k).caption() for o in objs for k in sorted(COUNTS.values())]
-    return [p for p in out if p not in set(judged)]
+    pairs = {frozenset(parse_prompt(p).objects) for p in judged if parse_prompt(p).kind == "relation"}
+    t = template_specs()
+    objs = {o: i for i, o in enumerate(s.objects[0] for s in t["count 2"])}  # the grammar's object order
+    counts = sorted((s for k in sorted(COUNTS.values()) for s in t[f"count {k}"]),
+                    key=lambda s: (objs[s.objects[0]], s.count))
+    specs = [s for r in RELATIONS for s in t[r]] + counts
+    skip = set(judged)
+    return [s.caption() for s in specs if set(s.objects) <= seen and s.caption() not in skip
+            and not (s.kind == "relation" and frozenset(s.objects) in pairs)]
 
 
 print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
@@ -163,7 +168,8 @@ with torch.no_grad():
                                  return_tensors="pt").input_ids
             return pipe.text_encoder.get_input_embeddings()(ids)[0].float()
         toks = {p: torch.cat([toks[p], words(p)], dim=-1) for p in ro}
-res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing, "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
+res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing,
+       "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
        "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}

@@ -90,16 +90,13 @@ def main() -> None:
     held, train, test = split(a.seed)
     head = (f"# Conditional-policy benchmark split (benchmarks/make_conditional_split.py --seed {a.seed}).\n"
             f"# Held-out objects (never in a training prompt): {', '.join(o.phrase() for o in held)}.\n")
-    for name, specs in (("train", train), ("test", test)):
-        lines = [f"{s.category()}\t{s.caption()}" for s in specs]
-        Path(a.out, f"conditional_{name}.txt").write_text(head + "\n".join(lines) + "\n")
-        print(name, len(specs))
+    files = [("train", head, train), ("test", head, test)]
     if a.extra:
-        specs = extra(a.seed, a.extra)
+        files.append(("train_extra", head.replace("--seed", f"--extra {a.extra} --seed"), extra(a.seed, a.extra)))
+    for name, top, specs in files:
         lines = [f"{s.category()}\t{s.caption()}" for s in specs]
-        Path(a.out, "conditional_train_extra.txt").write_text(
-            head.replace("--seed", f"--extra {a.extra} --seed") + "\n".join(lines) + "\n")
-        print("train_extra", len(specs))
+        Path(a.out, f"conditional_{name}.txt").write_text(top + "\n".join(lines) + "\n")
+        print(name, len(specs))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[4]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from findcli.evaluation import read_suite  # noqa: E402
 from findcli.policy import load_policy  # noqa: E402
-from findcli.shapes.world import parse_prompt  # noqa: E402
-from policy_transfer import lowpass  # noqa: E402
+from policy_transfer import group_of, lowpass  # noqa: E402
 
 R = ROOT / "benchmarks/results/conditional_issue15"
 pols = {}
@@ -29,18 +28,13 @@ train = [p for t in ("conditional_train.txt", "conditional_train_extra.txt")
 shape = tuple(pols[train[0]].latent_shape)
 
 
-def tmpl(p):
-    s = parse_prompt(p)
-    return s.relation if s.kind == "relation" else "count"
-
-
 def cos(a, b):
     return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
 
 
 by = {}
 for p in train:
-    by.setdefault(tmpl(p), []).append(lowpass(pols[p].mu.detach().flatten(), shape, 2))
+    by.setdefault(group_of(p), []).append(lowpass(pols[p].mu.detach().flatten(), shape, 2))
 print(f"{'template':16s} {'n':>3s} {'pairwise cos':>13s} {'vs mirror':>10s} {'max of the two':>15s}")
 for t, ms in sorted(by.items()):
     same, mir, best = [], [], []
