@@ -32,6 +32,7 @@ and listed).
 import argparse
 import glob
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -40,9 +41,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa: E402
-from findcli.evaluation import read_suite, success_rate  # noqa: E402
+from findcli.evaluation import read_suite, slug, success_rate  # noqa: E402
 from findcli.pipeline import Rollout, SamplerSettings, load_runtime  # noqa: E402
-from findcli.policy import GaussianPolicy, load_policy  # noqa: E402
+from findcli.policy import GaussianPolicy, load_policy, save_policy  # noqa: E402
 from findcli.shapes.world import COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
@@ -62,7 +63,12 @@ ap.add_argument("--with-words", action="store_true", help="token features: the p
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
 ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the fit and the networks (0 in §10.2-10.3)")
-ap.add_argument("--json", required=True)
+ap.add_argument("--json", required=False)
+ap.add_argument("--write-inits", default=None, metavar="DIR", help="fit the `factor` teacher (gain 1) on the training "
+                "prompts, write DIR/<slug>.pt per training prompt (its prediction: μ and the template's σ, or --init-sigma) for "
+                "`find train PROMPT --init`, and stop (RESULTS.md §10.4)")
+ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
+                "the teacher's, the template's mean σ)")
 a = ap.parse_args()
 torch.set_num_threads(1)
 FOLD_OBJ = {tuple(o.split()) for o in a.fold.split(",") if o.strip()}
@@ -111,6 +117,9 @@ class Factor:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        with torch.no_grad():  # share of the targets' variance (about 0) the fit explains, in sample
+            pred = torch.stack([self.pred(p) for p in fit_p])
+            self.r2 = 1 - ((pred - y) ** 2).sum().item() / (y ** 2).sum().item()
         per: dict[str, list[float]] = {}
         for p in fit_p:
             per.setdefault(self.feats(p)[0], []).append(pols[p].policy.log_sigma.detach().mean().item())
@@ -153,8 +162,21 @@ def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
 
 
 print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
-_, _, pipe, _ = load_runtime(None, "auto")
 shape = tuple(pols[train[0]].policy.latent_shape)
+if a.write_inits:  # the teacher's prediction for each training prompt, as a policy file `find train --init` reads
+    teacher, out = Factor(train, 1.0), Path(a.write_inits)
+    out.mkdir(parents=True, exist_ok=True)
+    for p in train:
+        pol = teacher.policy(p)
+        ls = pol.log_sigma if a.init_sigma is None else torch.full_like(pol.mu, math.log(a.init_sigma))
+        save_policy(out / f"{slug(p)}.pt", GaussianPolicy(shape, pol.mu, ls),
+                    dict(pols[p].meta, init_of="conditional_fold.py --write-inits", fit_on=len(train), seed=a.seed))
+    print(f"wrote {len(train)} initial policies to {out}; the fit explains {teacher.r2:.3f} of the coarse μ's "
+          "second moment")
+    sys.exit(0)
+if not a.json:
+    ap.error("--json is required (unless --write-inits)")
+_, _, pipe, _ = load_runtime(None, "auto")
 synth = teacher_prompts(fit_p, fold_p) if any(arm.startswith("t") for arm in ARMS) else []
 if synth:
     print(f"teacher prompts: {len(synth)}", flush=True)
@@ -179,7 +201,8 @@ for arm in ARMS:
         continue
     if kind == "factor":
         nets[(kind, gain)] = Factor(fit_p, float(gain))
-        print(arm, "fitted", flush=True)
+        res.setdefault("factor_r2", {})[gain] = nets[(kind, gain)].r2
+        print(arm, f"fitted, explains {nets[(kind, gain)].r2:.3f}", flush=True)
         continue
     if kind.startswith("t"):  # distilled from the factor teacher on every allowed prompt of the grammar
         teacher = nets.get(("factor", gain)) or Factor(fit_p, float(gain))
