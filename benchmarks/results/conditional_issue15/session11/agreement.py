@@ -22,11 +22,11 @@ mus = {d: {p: load_policy(Path(d) / f"{slug(p)}.pt").policy for p in train} for 
 groups: dict[str, list[str]] = {}
 for p in train:
     groups.setdefault(group_of(p), []).append(p)
-print(f"{'template':16} {'n':>3} " + " ".join(f"{Path(d).name[-18:]:>18}" for d in dirs))
+print(f"{'template':16} {'n':>3} " + " ".join(f"{Path(d).name[-22:]:>22}" for d in dirs))
 for g, ps in sorted(groups.items()):
     row = []
     for d in dirs:
         v = {p: lowpass(mus[d][p].mu.detach().flatten(), tuple(mus[d][p].latent_shape), 2) for p in ps}
         cs = [torch.nn.functional.cosine_similarity(v[x], v[y], dim=0).item() for x, y in itertools.combinations(ps, 2)]
         row.append(sum(cs) / len(cs))
-    print(f"{g:16} {len(ps):3d} " + " ".join(f"{c:18.3f}" for c in row))
+    print(f"{g:16} {len(ps):3d} " + " ".join(f"{c:22.3f}" for c in row))
