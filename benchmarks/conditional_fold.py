@@ -67,6 +67,8 @@ ap.add_argument("--json", required=False)
 ap.add_argument("--write-inits", default=None, metavar="DIR", help="fit the `factor` teacher (gain 1) on the training "
                 "prompts, write DIR/<slug>.pt per training prompt (its prediction: μ and the template's σ, or --init-sigma) for "
                 "`find train PROMPT --init`, and stop (RESULTS.md §10.4)")
+ap.add_argument("--pupil-gap", action="store_true", help="with t<arch> arms: instead of judging, write the cosine "
+                "between each taught network's coarse μ and its teacher's, on the teacher prompts and on the judged prompts")
 ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
                 "the teacher's, the template's mean σ)")
 a = ap.parse_args()
@@ -225,6 +227,25 @@ for arm in ARMS:
     curve = distill(net, T, mu, ls, steps=a.steps, weight_decay=a.weight_decay, seed=a.seed, tokens=K)
     print(arm, f"fit {curve[0]:.4f} -> {curve[-1]:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
     nets[(kind, gain)] = net.eval()
+if a.pupil_gap:  # how closely each taught network reproduces its teacher's coarse μ, on its own and on judged prompts
+    with torch.no_grad():
+        for arm in ARMS:
+            kind, gain, _ = arm.split(":")
+            if not kind.startswith("t"):
+                continue
+            teacher, net = nets[("factor", gain)], nets[(kind, gain)]
+            gap = {}
+            for name, ps in (("teacher_prompts", synth), ("judged", fold_p)):
+                cos = [torch.nn.functional.cosine_similarity(
+                    lowpass(net.policy_for(text[q], toks[q]).mu.detach().flatten(), shape, 2),
+                    lowpass(teacher.policy(q).mu.detach().flatten(), shape, 2), dim=0).item() for q in ps]
+                gap[name] = {"mean_cos": sum(cos) / len(cos), "min_cos": min(cos)}
+                if name == "judged":
+                    gap[name]["per_prompt"] = dict(zip(ps, cos))
+            res.setdefault("pupil_gap", {})[arm] = gap
+            print(arm, {k: {m: round(x, 3) for m, x in v.items() if m != "per_prompt"} for k, v in gap.items()}, flush=True)
+    Path(a.json).write_text(json.dumps(res, indent=1))
+    sys.exit(0)
 st = SamplerSettings()
 for p in fold_p:
     r = {"base": success_rate(pipe, p, st, a.eval_seed, a.n, None)}
