@@ -20,6 +20,10 @@ the grammar's position and counting templates that names only objects of the fit
 objects that a judged prompt pairs, and is not judged: the parse is needed to make its targets, never to
 draw; the network then reads the prompt's text alone (RESULTS.md §10.3).
 
+--write-inits DIR writes the teacher's prediction for each training prompt as a policy file, the start of
+`find train PROMPT --init DIR/<slug>.pt` (consistent per-prompt optima, RESULTS.md §10.4); --pupil-gap
+replaces the judging by the cosine between each taught network's coarse μ and its teacher's.
+
 --train and --policies take several files / globs: §10.3 fits on the split's 36 training prompts plus
 those of conditional_train_extra.txt that have a policy (a training prompt without one is left out
 and listed).
@@ -119,7 +123,7 @@ class Factor:
             opt.zero_grad()
             loss.backward()
             opt.step()
-        with torch.no_grad():  # share of the targets' variance (about 0) the fit explains, in sample
+        with torch.no_grad():  # in sample: the share of the targets' second moment (about 0) the fit explains
             pred = torch.stack([self.pred(p) for p in fit_p])
             self.r2 = 1 - ((pred - y) ** 2).sum().item() / (y ** 2).sum().item()
         per: dict[str, list[float]] = {}
@@ -163,7 +167,6 @@ def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
             and not (s.kind == "relation" and frozenset(s.objects) in pairs)]
 
 
-print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
 shape = tuple(pols[train[0]].policy.latent_shape)
 if a.write_inits:  # the teacher's prediction for each training prompt, as a policy file `find train --init` reads
     teacher, out = Factor(train, 1.0), Path(a.write_inits)
@@ -178,6 +181,7 @@ if a.write_inits:  # the teacher's prediction for each training prompt, as a pol
     sys.exit(0)
 if not a.json:
     ap.error("--json is required (unless --write-inits)")
+print(f"fit on {len(fit_p)}, judge {len(fold_p)}", flush=True)
 _, _, pipe, _ = load_runtime(None, "auto")
 synth = teacher_prompts(fit_p, fold_p) if any(arm.startswith("t") for arm in ARMS) else []
 if synth:
