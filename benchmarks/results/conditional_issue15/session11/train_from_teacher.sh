@@ -14,5 +14,5 @@ cut -f2 "$OUT/prompts.tsv" | xargs -P 2 -I{} bash -c '
   s={}; p=$(grep -P "\t$s\$" "$OUT/prompts.tsv" | cut -f1)
   [ -f "$OUT/$s.pt" ] && exit 0
   t0=$(date +%s)
-  find train "$p" --init "$INITS/$s.pt" --out "$OUT/$s.pt" --device cpu $EXTRA > "$OUT/$s.log" 2>&1
+  find train "$p" --init "$INITS/$s.pt" --out "$OUT/$s.pt" --device cpu $EXTRA > "$OUT/$s.log" 2>&1 &&
   echo "$p	$(( $(date +%s) - t0 )) s" >> "$OUT/times.tsv"'
