@@ -7,11 +7,12 @@ Layout (what `find eval --prompts FILE --policy-dir DIR` reads): DIR/<slug>.pt p
 
   {"format": "findcli-prompt-set", "version": 1,
    "prompts_file": the FILE of the last run, "config": the set's TrainConfig (prompt left out),
+   "init_dir": --init-dir of the set (null: every prompt starts from N(0, I)),
    "run": id of the last run, "world_size": its ranks, "started", "updated": UTC times,
    "complete": true once every prompt of the file is done, "counts": {status: prompts},
    "duplicates": [prompts the file repeats], "wall_s": seconds of the last run (rank 0, start to end),
    "prompts": {PROMPT: {"file": "<slug>.pt", "category", "status", "rank", "pid", "host", "run",
-               "attempts", "iterations", "resumed_from", "wall_s", "final_stats": {...},
+               "attempts", "iterations", "resumed_from", "init", "wall_s", "final_stats": {...},
                "first_reward_mean", "error", "errors": [what ended earlier attempts]}}}
 
 status: pending (not started), running (rank `rank` is on it), done, interrupted (stopped by a
@@ -20,7 +21,12 @@ is listed so and never started). What a rerun does is read from the files, not f
 a killed run may have left behind): a policy whose iteration reached --iterations is skipped, a
 checkpoint DIR/<slug>.ckpt.pt is resumed (bit-exactly, as `find train --resume`), anything else
 starts afresh. The set's settings are fixed by its first run; a rerun with others (but --iterations,
---checkpoint-every, --max-batch) is refused with one line.
+--checkpoint-every, --max-batch), or with another --init-dir, is refused with one line.
+
+--init-dir INIT: each prompt starts from INIT/<slug>.pt (as `find train PROMPT --init INIT/<slug>.pt`;
+another set's --out-dir, or a teacher's predictions, RESULTS.md §10.4) instead of N(0, I); "init" in
+its entry names the file. A prompt with no readable start file there is listed as failed and never
+started; the others still run. A resumed prompt continues from its checkpoint.
 
 Ranks (findcli.distributed): rank 0 plans (reads the file and DIR, holds the set's lock, writes the
 index) and broadcasts the plan; the prompts still to train are dealt round-robin; each rank trains
@@ -72,6 +78,7 @@ class PromptSetRequest:
     prompts: Path  # the prompt file: one prompt per line, `category<TAB>prompt` allowed, # comments
     out_dir: Path  # DIR: DIR/<slug>.pt per prompt (and its checkpoint, side files) and DIR/index.json
     train: TrainRequest = field(default_factory=TrainRequest)  # every prompt's settings (prompt/out/resume/init unset)
+    init_dir: Path | None = None  # INIT: each prompt starts from INIT/<slug>.pt; None: from N(0, I)
 
 
 @dataclass
@@ -83,6 +90,7 @@ class Item:
     action: str  # "skip" (finished), "resume" (from its checkpoint), "start" (a new run), "invalid" (not run)
     error: str | None = None  # why it cannot run (action "invalid")
     resume_from: int | None = None  # the checkpoint's iteration (action "resume")
+    init: str | None = None  # the policy it starts from, INIT/<slug>.pt (action "start" with --init-dir)
 
 
 @dataclass
@@ -191,13 +199,16 @@ def _check_request(request: PromptSetRequest) -> None:
     for given, flag, why in ((t.prompt, "a PROMPT", "the prompts come from --prompts"),
                              (t.out, "--out", "each prompt's policy is DIR/<slug>.pt of --out-dir"),
                              (t.resume, "--resume", "a prompt set resumes by itself: run the same command again"),
-                             (t.init, "--init", "every prompt starts from N(0, I)")):
+                             (t.init, "--init", "use --init-dir INIT: each prompt starts from INIT/<slug>.pt")):
         if given is not None:
             raise FindError(f"{flag} does not go with --prompts FILE ({why})")
     if request.out_dir is None:
         raise FindError("--prompts FILE needs --out-dir DIR (one policy DIR/<slug>.pt per prompt, and DIR/index.json)")
     if request.out_dir.exists() and not request.out_dir.is_dir():
         raise FindError(f"--out-dir {str(request.out_dir)!r} is a file; give a folder")
+    if request.init_dir is not None and not request.init_dir.is_dir():
+        raise FindError(f"--init-dir {str(request.init_dir)!r} is not a folder; give the folder of the policies "
+                        "to start from (INIT/<slug>.pt per prompt, e.g. another set's --out-dir)")
 
 
 def set_config(request: PromptSetRequest, saved: dict | None):
@@ -221,7 +232,13 @@ def set_config(request: PromptSetRequest, saved: dict | None):
     return cfg
 
 
-def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, taken: dict[str, str]) -> Item:
+def _init_dir(request: PromptSetRequest) -> str | None:
+    """--init-dir as the index records it (absolute, so that a rerun from another folder compares equal)."""
+    return None if request.init_dir is None else str(request.init_dir.resolve())
+
+
+def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, taken: dict[str, str],
+              init_dir: Path | None = None) -> Item:
     from findcli.evaluation import slug
     from findcli.policy import checkpoint_path, load_checkpoint, load_policy
 
@@ -258,7 +275,17 @@ def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, take
             return Item(prompt, category, file, "resume", resume_from=int(state.get("iteration", 0)))
     except FindError as e:
         return Item(prompt, category, file, "invalid", str(e))
-    return Item(prompt, category, file, "start")
+    if init_dir is None:
+        return Item(prompt, category, file, "start")
+    start = init_dir / file
+    if not start.exists():
+        return Item(prompt, category, file, "invalid", f"--init-dir has no policy to start it from ({str(start)!r}); "
+                    "write one there, or train this prompt in a set without --init-dir")
+    try:
+        load_policy(start)  # its model family and latent shape are checked when the prompt starts
+    except FindError as e:
+        return Item(prompt, category, file, "invalid", str(e))
+    return Item(prompt, category, file, "start", init=str(start))
 
 
 def plan_set(request: PromptSetRequest, run: str) -> Plan:
@@ -283,6 +310,11 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
     atomic.clean_stale(index_path)
     index = read_index(index_path)
     cfg = set_config(request, index["config"] if index is not None else None)
+    init_dir = _init_dir(request)
+    if index is not None and index.get("init_dir") != init_dir and any(
+            e.get("status") in ("done", "interrupted") or e.get("iterations") for e in index["prompts"].values()):
+        raise FindError(f"{str(out_dir)!r} holds a prompt set started from --init-dir {index.get('init_dir')!r}, not "
+                        f"{init_dir!r}; rerun with its --init-dir to resume it, or choose another --out-dir")
     from findcli.pipeline import resolve_model
     from findcli.rewards import parse_reward_spec
 
@@ -292,7 +324,7 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
             parse_reward_spec(spec)
     world = shapes.world_of(request.train.model)  # a built-in world checks each prompt's words
     taken: dict[str, str] = {}
-    items = [_item_for(p, c, cfg, out_dir, world, taken) for p, c in seen.items()]
+    items = [_item_for(p, c, cfg, out_dir, world, taken, request.init_dir) for p, c in seen.items()]
     config = dict(cfg.to_dict(), prompt="")
     plan = Plan(run, items, duplicates, config, index_path)
     _start_index(plan, request, index)
@@ -302,7 +334,8 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
 def _start_index(plan: Plan, request: PromptSetRequest, index: dict | None) -> None:
     index = index or {"format": FORMAT_NAME, "version": FORMAT_VERSION, "prompts": {}}
     index.update({"prompts_file": str(request.prompts), "config": plan.config, "run": plan.run, "started": _now(),
-                  "world_size": None, "complete": False, "duplicates": plan.duplicates})
+                  "world_size": None, "complete": False, "duplicates": plan.duplicates,
+                  "init_dir": _init_dir(request)})
     for it in plan.items:
         entry = index["prompts"].setdefault(it.prompt, {})
         entry.update({"file": it.file, "category": it.category})
@@ -320,6 +353,8 @@ def _start_index(plan: Plan, request: PromptSetRequest, index: dict | None) -> N
             entry["status"] = "interrupted" if it.action == "resume" else "pending"
         if it.action == "resume":
             entry["resumed_from"] = it.resume_from
+        if it.action == "start":
+            entry["init"] = it.init
     _write_index(plan.index_path, index)
 
 
@@ -382,7 +417,7 @@ def _request_for(item: Item, plan: Plan, template: TrainRequest, out_dir: Path, 
                             kernels=template.kernels, attention=template.attention, compile=template.compile,
                             split_samples=False)
     return dataclasses.replace(template, prompt=item.prompt, out=policy, overrides={**template.overrides, **resumable},
-                               device=device, split_samples=False)
+                               device=device, split_samples=False, init=None if item.init is None else Path(item.init))
 
 
 def _one_line(e: BaseException) -> str:

@@ -147,6 +147,7 @@ def test_a_failed_prompt_is_retried_and_an_interrupted_one_resumes_bit_exactly(t
     ("a red sphere\n", ["--out", "x.pt"], "--out does not go with --prompts"),
     ("a red sphere\n", ["--resume", "x.pt"], "--resume does not go with --prompts"),
     ("a red sphere\n", ["--init", "x.pt"], "--init does not go with --prompts"),
+    ("a red sphere\n", ["--init-dir", "/nonexistent/inits"], "--init-dir '/nonexistent/inits' is not a folder"),
     ("a red sphere\n", ["--batch", "0"], "--batch must be an integer in"),
     ("a red sphere\n", ["--model", "/nonexistent/model"], "does not exist"),
 ])
@@ -184,3 +185,43 @@ def test_prompts_and_out_dir_go_together_and_a_set_keeps_its_settings(tmp_path):
                                   "--steps", 4, "--device", "cpu"))
     assert "other settings (--batch 4 there, 8 now)" in error
     assert json.loads((tmp_path / "old" / "index.json").read_text())["prompts"] == {}  # untouched
+
+
+def test_init_dir_starts_each_prompt_as_find_train_init_alone_and_lists_a_prompt_without_a_start(tmp_path):
+    # the starts: a first set's policies (3 iterations from N(0, I))
+    prompts = tmp_path / "set.txt"
+    prompts.write_text("a red sphere\na blue cube\n")
+    starts = tmp_path / "starts"
+    assert invoke("train", "--prompts", prompts, "--out-dir", starts, *FAST).exit_code == 0
+    (starts / "a_blue_cube.pt").unlink()  # one prompt has no start: listed as failed, never started
+
+    out = tmp_path / "from_starts"
+    res = invoke("train", "--prompts", prompts, "--out-dir", out, "--init-dir", starts, *FAST, "--seed", 7)
+    assert res.exit_code == 1 and "1 of 2 prompts failed: 'a blue cube'" in one_line_error(res)
+    assert f"start from their policy in {starts}" in res.stdout
+    index = index_of(out)
+    assert index["init_dir"] == str(starts.resolve())
+    red, blue = index["prompts"]["a red sphere"], index["prompts"]["a blue cube"]
+    assert red["status"] == "done" and red["init"] == str(starts / "a_red_sphere.pt")
+    assert blue["status"] == "failed" and "--init-dir has no policy to start it from" in blue["error"]
+    assert not (out / "a_blue_cube.pt").exists()
+
+    # oracle: find train PROMPT --init START alone, with the same settings, bit for bit; and not N(0, I)'s run
+    alone, cold = tmp_path / "alone.pt", tmp_path / "cold.pt"
+    assert invoke("train", "a red sphere", "--out", alone, "--init", starts / "a_red_sphere.pt", *FAST,
+                  "--seed", 7).exit_code == 0
+    assert same_policy(out / "a_red_sphere.pt", alone)
+    assert invoke("train", "a red sphere", "--out", cold, *FAST, "--seed", 7).exit_code == 0
+    assert not same_policy(out / "a_red_sphere.pt", cold)
+
+    # the set was started from these starts: another --init-dir (or none) is refused, nothing written
+    before = (out / "index.json").read_text()
+    for extra in ([], ["--init-dir", tmp_path]):
+        error = one_line_error(invoke("train", "--prompts", prompts, "--out-dir", out, *extra, *FAST, "--seed", 7))
+        assert "rerun with its --init-dir to resume it" in error
+    assert (out / "index.json").read_text() == before
+    # --init-dir alone, or with --conditional: one line each
+    assert "--init-dir goes with --prompts FILE --out-dir DIR" in one_line_error(
+        invoke("train", "a red sphere", "--init-dir", starts))
+    assert "--init-dir goes with --prompts FILE --out-dir DIR" in one_line_error(
+        invoke("train", "--prompts", prompts, "--conditional", "--out", tmp_path / "c.pt", "--init-dir", starts))

@@ -429,6 +429,19 @@ def test_without_a_terminal_the_log_has_plain_progress_lines(short_run, tiny_pip
     assert "train 3/4" in res.stdout and "train 4/4" in res.stdout
 
 
+def test_a_plain_progress_line_is_printed_once_per_step_reached(capsys):
+    # a prompt set re-sends its prompt count every few seconds; the log gets one line per count, and no
+    # "nan s left" before the first step is done
+    from findcli.commands.common import Progress
+
+    bar = Progress("prompts", 3).__enter__()
+    for done in (0, 0, 0, 1, 1, 3):
+        bar.update(done)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("prompts ")]
+    assert [ln.split()[1] for ln in lines] == ["0/3", "1/3", "3/3"]
+    assert "time left not known yet" in lines[0] and "nan" not in " ".join(lines)
+
+
 def test_piping_into_head_does_not_stop_the_run(tiny_pipeline_dir, reward_file, tmp_path):
     out = tmp_path / "out.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))

@@ -96,6 +96,7 @@ class Progress:
         self._closed = False  # a child whose bar was removed: later updates are dropped
         self._t0 = time.perf_counter()
         self._done0 = completed
+        self._printed: tuple | None = None  # (completed, live) of the last plain line
 
     def __enter__(self) -> "Progress":
         if self.tty:
@@ -125,11 +126,13 @@ class Progress:
         self.completed = completed
         if self._bar is not None:
             self._bar.update(self._task, completed=completed, live=live)
-        elif completed % self.every == 0 or completed == self.total:
+        elif (completed % self.every == 0 or completed == self.total) and (completed, live) != self._printed:
+            # a plain line per step reached (a set's prompt count is re-sent every few seconds: once is enough)
+            self._printed = (completed, live)
             elapsed = time.perf_counter() - self._t0
             done = completed - self._done0
-            eta = elapsed / done * (self.total - completed) if done > 0 else float("nan")
-            console.print(f"{self.name} {completed}/{self.total}  {elapsed:.0f} s elapsed, ~{eta:.0f} s left  {live}")
+            left = f"~{elapsed / done * (self.total - completed):.0f} s left" if done > 0 else "time left not known yet"
+            console.print(f"{self.name} {completed}/{self.total}  {elapsed:.0f} s elapsed, {left}  {live}")
 
     def __exit__(self, *exc) -> None:
         if self._bar is not None and self._shared:

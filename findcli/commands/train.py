@@ -102,6 +102,9 @@ def train(
                                                       "draw")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of ε and of the value-net init")] = None,
     init: Annotated[Optional[Path], typer.Option("--init", help="start from this policy instead of N(0, I)")] = None,
+    init_dir: Annotated[Optional[Path], typer.Option("--init-dir", help="with --prompts: start each prompt from "
+                                                     "INIT/<slug>.pt (e.g. another set's --out-dir) instead of "
+                                                     "N(0, I); a prompt without one there is listed as failed")] = None,
     resume: Annotated[Optional[Path], typer.Option("--resume", help="continue the run of this policy (reads its "
                                                    "checkpoint OUT.ckpt.pt) exactly; its settings are reused")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option("--checkpoint-every", help="save every N iterations")] = None,
@@ -135,6 +138,11 @@ def train(
                            model=model, reward=reward, reward_model=reward_model, check_reward=check_reward,
                            init=init, resume=resume, device=device.value, dtype=dtype.value,
                            kernels=kernels.value if kernels else None, attention=attention.value, compile=compile)
+    if init_dir is not None and (prompts is None or conditional):
+        from findcli.errors import FindError
+
+        raise FindError("--init-dir goes with --prompts FILE --out-dir DIR, one policy per prompt (for one prompt use "
+                        "--init FILE.pt)")
     if conditional:
         _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr, arch)
         return
@@ -143,7 +151,7 @@ def train(
 
         raise FindError("--prompts-per-iteration, --net-lr and --arch go with --prompts FILE --conditional")
     if prompts is not None or out_dir is not None:
-        _train_set(prompts, out_dir, request)
+        _train_set(prompts, out_dir, request, init_dir)
         return
     view = _TrainView(quiet=_rank() != 0)
     try:
@@ -230,7 +238,7 @@ def _rank() -> int:
         return 0  # the library says what is wrong with the environment
 
 
-def _train_set(prompts: Path | None, out_dir: Path | None, request) -> None:
+def _train_set(prompts: Path | None, out_dir: Path | None, request, init_dir: Path | None = None) -> None:
     from findcli.errors import INTERRUPTED_EXIT, FindError
     from findcli.prompt_sets import PromptSetRequest, train_prompt_set
 
@@ -238,7 +246,7 @@ def _train_set(prompts: Path | None, out_dir: Path | None, request) -> None:
         raise FindError("--out-dir goes with --prompts FILE (for one prompt use --out FILE.pt)")
     view = _PromptSetView(quiet=_rank() != 0)
     try:
-        outcome = train_prompt_set(PromptSetRequest(prompts, out_dir, request), view)
+        outcome = train_prompt_set(PromptSetRequest(prompts, out_dir, request, init_dir), view)
     finally:
         view.close()
     if outcome.interrupted:
@@ -409,6 +417,9 @@ class _PromptSetView:
         if world.distributed:
             console.print(f"  ranks={world.size}: prompts dealt round-robin ({len(data['mine'])} on rank 0), "
                           "each trained as one process would")
+        starts = {str(Path(it.init).parent) for it in to_run if it.init}
+        if starts:
+            console.print(f"  new prompts start from their policy in {', '.join(sorted(starts))} (--init-dir)")
         for it in invalid:
             console.print(f"  not trained: {it.prompt!r}: {it.error}")
         if not console.is_terminal and to_run:
