@@ -22,7 +22,8 @@ draw; the network then reads the prompt's text alone (RESULTS.md §10.3).
 
 --write-inits DIR writes the teacher's prediction for each training prompt as a policy file, the start of
 `find train PROMPT --init DIR/<slug>.pt` (consistent per-prompt optima, RESULTS.md §10.4); --pupil-gap
-replaces the judging by the cosine between each taught network's coarse μ and its teacher's.
+replaces the judging by the cosine between each network's coarse μ and the parse-based fit's (for a taught
+network, its teacher). --word-features gives the networks context-free token features (RESULTS.md §10.5).
 
 --train and --policies take several files / globs: §10.3 fits on the split's 36 training prompts plus
 those of conditional_train_extra.txt that have a policy (a training prompt without one is left out
@@ -64,6 +65,10 @@ ap.add_argument("--steps", type=int, default=2000)
 ap.add_argument("--weight-decay", type=float, default=1e-4)
 ap.add_argument("--with-words", action="store_true", help="token features: the prompt_embeds each followed by its "
                 "token's input (word) embedding, which no context changes (a code can then be the word's alone)")
+ap.add_argument("--word-features", action="store_true", help="context-free features instead of the text encoder's: "
+                "per token its input (word) embedding and its position from the start and from the end (one-hot, "
+                f"{16} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
+                "depend on the words around it (RESULTS.md §10.5)")
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
 ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the fit and the networks (0 in §10.2-10.3)")
@@ -71,8 +76,9 @@ ap.add_argument("--json", required=False)
 ap.add_argument("--write-inits", default=None, metavar="DIR", help="fit the `factor` teacher (gain 1) on the training "
                 "prompts, write DIR/<slug>.pt per training prompt (its prediction: μ and the template's σ, or --init-sigma) for "
                 "`find train PROMPT --init`, and stop (RESULTS.md §10.4)")
-ap.add_argument("--pupil-gap", action="store_true", help="with t<arch> arms: instead of judging, write the cosine "
-                "between each taught network's coarse μ and its teacher's, on the teacher prompts and on the judged prompts")
+ap.add_argument("--pupil-gap", action="store_true", help="instead of judging, write the cosine between each network's "
+                "coarse μ and the parse-based fit's (a taught network's teacher), on the prompts it was fitted or taught "
+                "on and on the judged prompts")
 ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
                 "the teacher's, the template's mean σ)")
 a = ap.parse_args()
@@ -190,6 +196,20 @@ ro = {p: Rollout(pipe, p, SamplerSettings()) for p in dict.fromkeys(fit_p + fold
 with torch.no_grad():
     text = {p: ro[p].text_features().float() for p in ro}
     toks = {p: ro[p].token_text().float() for p in ro}
+    if a.word_features:  # context-free: the tokenizer's ids, the input embedding table, and positions
+        emb, POS = pipe.text_encoder.get_input_embeddings(), 16
+
+        def context_free(p: str) -> tuple[torch.Tensor, torch.Tensor]:
+            ids = pipe.tokenizer(p, truncation=True, max_length=pipe.tokenizer.model_max_length,
+                                 return_tensors="pt").input_ids[0]  # <bos> words <eos>, no padding
+            n, j = ids.numel(), torch.arange(ids.numel())
+            e = emb(ids).float()
+            onehot = torch.nn.functional.one_hot
+            tok = torch.cat([e, onehot(j.clamp(max=POS - 1), POS).float(), onehot((n - 1 - j).clamp(max=POS - 1), POS).float()], -1)
+            return e.mean(0), torch.nn.functional.pad(tok, (0, 0, 0, max(0, 2 * POS - n)))[:2 * POS]  # zero rows after <eos>
+
+        cf = {p: context_free(p) for p in ro}
+        text, toks = {p: cf[p][0] for p in ro}, {p: cf[p][1] for p in ro}
     if a.with_words:
         def words(p: str) -> torch.Tensor:
             ids = pipe.tokenizer(p, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True,
@@ -198,7 +218,8 @@ with torch.no_grad():
         toks = {p: torch.cat([toks[p], words(p)], dim=-1) for p in ro}
 res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing,
        "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
-       "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words, "fit": fit_p, "judged": fold_p, "arms": ARMS,
+       "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words,
+       "word_features": a.word_features, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}
 for arm in ARMS:
@@ -235,11 +256,14 @@ if a.pupil_gap:  # how closely each taught network reproduces its teacher's coar
     with torch.no_grad():
         for arm in ARMS:
             kind, gain, _ = arm.split(":")
-            if not kind.startswith("t"):
+            if kind in ("factor", "own"):
                 continue
-            teacher, net = nets[("factor", gain)], nets[(kind, gain)]
+            # a network fitted to the policies directly is compared with the parse-based fit all the same
+            teacher = nets.get(("factor", gain)) or nets.setdefault(("factor", gain), Factor(fit_p, float(gain)))
+            net = nets[(kind, gain)]
             gap = {}
-            for name, ps in (("teacher_prompts", synth), ("judged", fold_p)):
+            own = ("teacher_prompts", synth) if kind.startswith("t") else ("fit", fit_p)
+            for name, ps in (own, ("judged", fold_p)):
                 cos = [torch.nn.functional.cosine_similarity(
                     lowpass(net.policy_for(text[q], toks[q]).mu.detach().flatten(), shape, 2),
                     lowpass(teacher.policy(q).mu.detach().flatten(), shape, 2), dim=0).item() for q in ps]
