@@ -53,6 +53,7 @@ from findcli.shapes.world import COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
 
+WORD_POS = 16  # --word-features: positions counted from the start and from the end (one-hot; later ones share the last)
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--policies", nargs="+", default=["benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt"])
 ap.add_argument("--train", nargs="+", default=["benchmarks/prompts/conditional_train.txt"])
@@ -67,7 +68,7 @@ ap.add_argument("--with-words", action="store_true", help="token features: the p
                 "token's input (word) embedding, which no context changes (a code can then be the word's alone)")
 ap.add_argument("--word-features", action="store_true", help="context-free features instead of the text encoder's: "
                 "per token its input (word) embedding and its position from the start and from the end (one-hot, "
-                f"{16} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
+                f"{WORD_POS} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
                 "depend on the words around it (RESULTS.md §10.5)")
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
@@ -82,6 +83,8 @@ ap.add_argument("--pupil-gap", action="store_true", help="instead of judging, wr
 ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
                 "the teacher's, the template's mean σ)")
 a = ap.parse_args()
+if a.word_features and a.with_words:
+    ap.error("--word-features replaces the encoder's token features; --with-words adds to them: give one")
 torch.set_num_threads(1)
 FOLD_OBJ = {tuple(o.split()) for o in a.fold.split(",") if o.strip()}
 ARMS = a.arms
@@ -197,7 +200,7 @@ with torch.no_grad():
     text = {p: ro[p].text_features().float() for p in ro}
     toks = {p: ro[p].token_text().float() for p in ro}
     if a.word_features:  # context-free: the tokenizer's ids, the input embedding table, and positions
-        emb, POS = pipe.text_encoder.get_input_embeddings(), 16
+        emb, POS = pipe.text_encoder.get_input_embeddings(), WORD_POS
 
         def context_free(p: str) -> tuple[torch.Tensor, torch.Tensor]:
             ids = pipe.tokenizer(p, truncation=True, max_length=pipe.tokenizer.model_max_length,
@@ -259,7 +262,9 @@ if a.pupil_gap:  # how closely each taught network reproduces its teacher's coar
             if kind in ("factor", "own"):
                 continue
             # a network fitted to the policies directly is compared with the parse-based fit all the same
-            teacher = nets.get(("factor", gain)) or nets.setdefault(("factor", gain), Factor(fit_p, float(gain)))
+            if ("factor", gain) not in nets:
+                nets[("factor", gain)] = Factor(fit_p, float(gain))
+            teacher = nets[("factor", gain)]
             net = nets[(kind, gain)]
             gap = {}
             own = ("teacher_prompts", synth) if kind.startswith("t") else ("fit", fit_p)

@@ -311,8 +311,7 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
     index = read_index(index_path)
     cfg = set_config(request, index["config"] if index is not None else None)
     init_dir = _init_dir(request)
-    if index is not None and index.get("init_dir") != init_dir and any(
-            e.get("status") in ("done", "interrupted") or e.get("iterations") for e in index["prompts"].values()):
+    if index is not None and index.get("init_dir") != init_dir:  # as set_config does for the settings
         raise FindError(f"{str(out_dir)!r} holds a prompt set started from --init-dir {index.get('init_dir')!r}, not "
                         f"{init_dir!r}; rerun with its --init-dir to resume it, or choose another --out-dir")
     from findcli.pipeline import resolve_model
