@@ -25,6 +25,15 @@ draw; the network then reads the prompt's text alone (RESULTS.md §10.3).
 replaces the judging by the cosine between each network's coarse μ and the parse-based fit's (for a taught
 network, its teacher). --word-features gives the networks context-free token features (RESULTS.md §10.5).
 
+Teacher forms (RESULTS.md §10.6): KIND `factor<form>`, form `sum` (the default, as above), `conv` (a converse
+relation is its base with the objects swapped, "A under B" = "B on A": shared masks and bias), `slot` (the
+second object's colour and shape codes from tables of their own), `lin` (the code mapped by I + W[relation,
+slot]) or `mean` (no object codes: the template's mean coarse μ). Controls without a fit: `ownlp` (the judged
+prompt's own policy, coarse μ only), `nn` (the policy of the fitted prompt of the same template that shares most
+colours and shapes slot by slot) and `nnres` (that policy plus the teacher's difference between the two
+prompts). Each judged arm's per-constraint rates go to the JSON ("constraints"); --save-images DIR keeps a grid of
+its first 16 images.
+
 --train and --policies take several files / globs: §10.3 fits on the split's 36 training prompts plus
 those of conditional_train_extra.txt that have a policy (a training prompt without one is left out
 and listed).
@@ -46,10 +55,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa: E402
-from findcli.evaluation import read_suite, slug, success_rate  # noqa: E402
-from findcli.pipeline import Rollout, SamplerSettings, load_runtime  # noqa: E402
+from findcli.evaluation import read_suite, slug  # noqa: E402
+from findcli.pipeline import Rollout, SamplerSettings, grid, load_runtime  # noqa: E402
 from findcli.policy import GaussianPolicy, load_policy, save_policy  # noqa: E402
-from findcli.shapes.world import COUNTS, RELATIONS, parse_prompt  # noqa: E402
+from findcli.sampling import draw  # noqa: E402
+from findcli.shapes import IMAGE_WORLD  # noqa: E402
+from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
 
@@ -74,6 +85,7 @@ ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
 ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the fit and the networks (0 in §10.2-10.3)")
 ap.add_argument("--json", required=False)
+ap.add_argument("--save-images", default=None, metavar="DIR", help="also write each judged arm's first 16 images (a grid per prompt and arm)")
 ap.add_argument("--write-inits", default=None, metavar="DIR", help="fit the `factor` teacher (gain 1) on the training "
                 "prompts, write DIR/<slug>.pt per training prompt (its prediction: μ and the template's σ, or --init-sigma) for "
                 "`find train PROMPT --init`, and stop (RESULTS.md §10.4)")
@@ -110,9 +122,11 @@ class Factor:
     L2 penalty `wd` on every parameter) to gain × lowpass₂ μ of `fit_p`'s policies; σ per prompt = exp
     of the mean log σ of the fitted policies of its template."""
 
-    def __init__(self, fit_p: list[str], gain: float, wd: float = 0.01, steps: int = 3000):
+    FORMS = ("sum", "slot", "lin", "conv", "mean")
+
+    def __init__(self, fit_p: list[str], gain: float, wd: float = 0.01, steps: int = 3000, form: str = "sum"):
         c, h, w = shape
-        self.h, self.w = h // 2, w // 2
+        self.h, self.w, self.form = h // 2, w // 2, form
         allp = list(pols)
         self.rels = sorted({self.feats(p)[0] for p in allp})
         self.cols = sorted({o[0] for p in allp for o in self.feats(p)[1]})
@@ -123,6 +137,15 @@ class Factor:
         self.B = (0.1 * torch.randn(len(self.shps), c, generator=g)).requires_grad_()
         self.bias = torch.zeros(len(self.rels), c, self.h, self.w, requires_grad=True)
         ps = [self.M, self.A, self.B, self.bias]
+        # form "conv": a converse relation is its base with the objects swapped ("A under B" is "B on A"), so
+        # the two share masks and bias (twice the prompts each); form "slot": the second object's code has its own colour and shape tables (A2, B2), so the code
+        # can say which of the two objects a place is for; "lin": one code, mapped by (I + W[relation, slot])
+        self.A2 = (0.1 * torch.randn(len(self.cols), c, generator=g)).requires_grad_()
+        self.B2 = (0.1 * torch.randn(len(self.shps), c, generator=g)).requires_grad_()
+        self.W = torch.zeros(len(self.rels), 2, c, c, requires_grad=True)
+        ps += {"sum": [], "conv": [], "mean": [], "slot": [self.A2, self.B2], "lin": [self.W]}[form]
+        if form == "mean":  # no object codes: the template's mean coarse μ (bias) alone
+            ps = [self.bias]
         y = torch.stack([gain * torch.nn.functional.avg_pool2d(pols[p].policy.mu.detach().reshape(1, *shape), 2)[0]
                          for p in fit_p])
         opt = torch.optim.Adam(ps, lr=0.03)
@@ -147,10 +170,17 @@ class Factor:
 
     def pred(self, p: str) -> torch.Tensor:
         rel, objs = self.feats(p)
+        if self.form == "conv" and rel in CONVERSE:
+            rel, objs = CONVERSE[rel], objs[::-1]
         r = self.rels.index(rel)
         out = self.bias[r]
+        if self.form == "mean":
+            return out
         for k, (c, s) in enumerate(objs):
-            code = self.A[self.cols.index(c)] + self.B[self.shps.index(s)]
+            A, B = (self.A2, self.B2) if self.form == "slot" and k == 1 else (self.A, self.B)
+            code = A[self.cols.index(c)] + B[self.shps.index(s)]
+            if self.form == "lin":
+                code = code + self.W[r, k] @ code
             out = out + self.M[r, k][None] * code[:, None, None]
         return out
 
@@ -227,10 +257,10 @@ res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "t
 nets = {}
 for arm in ARMS:
     kind, gain, _ = arm.split(":")
-    if (kind, gain) in nets or kind == "own":
+    if (kind, gain) in nets or kind in ("own", "ownlp", "nn", "nnres"):
         continue
-    if kind == "factor":
-        nets[(kind, gain)] = Factor(fit_p, float(gain))
+    if kind.startswith("factor"):
+        nets[(kind, gain)] = Factor(fit_p, float(gain), form=kind[len("factor"):] or "sum")
         res.setdefault("factor_r2", {})[gain] = nets[(kind, gain)].r2
         print(arm, f"fitted, explains {nets[(kind, gain)].r2:.3f}", flush=True)
         continue
@@ -280,19 +310,57 @@ if a.pupil_gap:  # how closely each taught network reproduces its teacher's coar
     Path(a.json).write_text(json.dumps(res, indent=1))
     sys.exit(0)
 st = SamplerSettings()
+nn_of: dict[str, str] = {}
+
+
+def nearest(p: str) -> str:
+    """The fitted prompt of p's template whose objects agree most with p's, slot by slot (colour and shape one
+    point each; ties: the first in fit order)."""
+    rel, objs = Factor.feats(p)
+    cands = [q for q in fit_p if Factor.feats(q)[0] == rel]
+    return max(cands, key=lambda q: sum((x[0] == y[0]) + (x[1] == y[1]) for x, y in zip(objs, Factor.feats(q)[1])))
+
+
+def judged(p: str, pol: GaussianPolicy | None, arm_name: str = "base") -> tuple[float, dict[str, float]]:
+    """success_rate's number; also keeps each constraint's rate (res["constraints"][p][arm])."""
+    d = draw(pipe, p, st, a.eval_seed, a.n, pol, baseline=pol is None)
+    ims = d.baseline_images if pol is None else d.policy_images
+    ok, per = IMAGE_WORLD.judge_images(ims, p)
+    if a.save_images:  # the first 16 images, a grid per prompt and arm
+        Path(a.save_images).mkdir(parents=True, exist_ok=True)
+        grid(ims[:16].float().cpu(), 8).save(Path(a.save_images) / f"{slug(p)}__{arm_name}.png")
+    return float(ok.float().mean()), {k: float(v.float().mean()) for k, v in per.items()}
+
+
 for p in fold_p:
-    r = {"base": success_rate(pipe, p, st, a.eval_seed, a.n, None)}
+    r, cons = {}, {}
+    r["base"], cons["base"] = judged(p, None)
     for arm in ARMS:
         kind, gain, sig = arm.split(":")
         if kind == "own":
             pol = pols[p].policy
+        elif kind in ("nn", "nnres"):  # the nearest fitted prompt of the same template, its policy as is, or
+            # corrected by the teacher's difference between the two prompts (the parse picks the neighbour)
+            q = nearest(p)
+            nn_of[p] = q
+            pol = pols[q].policy
+            if kind == "nnres":
+                t = nets.setdefault(("factor", gain), None) or Factor(fit_p, float(gain))
+                nets[("factor", gain)] = t
+                with torch.no_grad():
+                    pol = GaussianPolicy(shape, pol.mu.detach() + t.policy(p).mu - t.policy(q).mu, pol.log_sigma.detach())
+        elif kind == "ownlp":  # its coarse μ alone (the teacher's target), its own σ
+            pol = GaussianPolicy(shape, lowpass(pols[p].policy.mu.detach().flatten(), shape, 2), pols[p].policy.log_sigma)
         else:
             net = nets[(kind, gain)]
-            pol = net.policy(p) if kind == "factor" else net.policy_for(text[p], toks[p])
+            pol = net.policy(p) if kind.startswith("factor") else net.policy_for(text[p], toks[p])
         if sig == "1":
             pol = GaussianPolicy(shape, pol.mu.detach().clone(), torch.zeros_like(pol.mu))
-        r[arm] = success_rate(pipe, p, st, a.eval_seed, a.n, pol)
+        r[arm], cons[arm] = judged(p, pol, arm.replace(":", "_"))
     res["per_prompt"][p] = r
+    res.setdefault("constraints", {})[p] = cons
+    if p in nn_of:
+        res.setdefault("nearest", {})[p] = nn_of[p]
     print(p, r, flush=True)
     res["summary"] = {k: sum(v[k] for v in res["per_prompt"].values()) / len(res["per_prompt"]) for k in r}
     Path(a.json).write_text(json.dumps(res, indent=1))
