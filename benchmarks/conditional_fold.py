@@ -34,6 +34,10 @@ colours and shapes slot by slot) and `nnres` (that policy plus the teacher's dif
 prompts). Each judged arm's per-constraint rates go to the JSON ("constraints"); --save-images DIR keeps a grid of
 its first 16 images.
 
+KIND `invert` needs no policy at all: μ = lowpass of the DDIM inversion of a scene the world's renderer draws
+for the prompt (guidance 1, the sampler's 20 steps, render seed --render-seed for every prompt), σ =
+--invert-sigma; `--teacher invert` teaches the t<arch> arms from it instead of the parse-based fit (§10.6).
+
 --train and --policies take several files / globs: §10.3 fits on the split's 36 training prompts plus
 those of conditional_train_extra.txt that have a policy (a training prompt without one is left out
 and listed).
@@ -60,7 +64,7 @@ from findcli.pipeline import Rollout, SamplerSettings, grid, load_runtime  # noq
 from findcli.policy import GaussianPolicy, load_policy, save_policy  # noqa: E402
 from findcli.sampling import draw  # noqa: E402
 from findcli.shapes import IMAGE_WORLD  # noqa: E402
-from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt  # noqa: E402
+from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt, render  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
 
@@ -81,6 +85,11 @@ ap.add_argument("--word-features", action="store_true", help="context-free featu
                 "per token its input (word) embedding and its position from the start and from the end (one-hot, "
                 f"{WORD_POS} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
                 "depend on the words around it (RESULTS.md §10.5)")
+ap.add_argument("--teacher", choices=["factor", "invert"], default="factor", help="what the t<arch> arms are taught by")
+ap.add_argument("--invert-sigma", type=float, default=0.5, help="`invert` teacher: σ of its policies")
+ap.add_argument("--invert-pool", type=int, default=2, help="`invert` teacher: lowpass of the inverted latent (1 = none)")
+ap.add_argument("--invert-guidance", type=float, default=1.0, help="`invert` teacher: CFG scale of the inversion")
+ap.add_argument("--render-seed", type=int, default=0, help="`invert` teacher: the renderer's seed for every prompt")
 ap.add_argument("--n", type=int, default=32)
 ap.add_argument("--eval-seed", type=int, default=1)
 ap.add_argument("--seed", type=int, default=0, help="initialisation seed of the fit and the networks (0 in §10.2-10.3)")
@@ -190,6 +199,46 @@ class Factor:
         return GaussianPolicy(shape, mu, torch.full_like(mu, self.ls.get(self.feats(prompt)[0], 0.0)))
 
 
+class Invert:
+    """A teacher that needs no per-prompt policy (RESULTS.md §10.6): μ = gain × lowpass_k of the DDIM
+    inversion (the sampler's steps, guidance --invert-guidance) of a scene the world's renderer draws for the
+    prompt (render seed --render-seed, the same for every prompt, so a template's layouts line up), σ =
+    --invert-sigma everywhere. It reads the parse and the renderer, as `factor` reads the parse; nothing judged."""
+
+    def __init__(self, gain: float):
+        from diffusers import DDIMInverseScheduler
+
+        self.gain, self.cache, self.pool = gain, {}, a.invert_pool
+        self.inv = DDIMInverseScheduler.from_config(pipe.scheduler.config)
+        self.inv.set_timesteps(SamplerSettings().steps)
+
+    @torch.no_grad()
+    def prepare(self, prompts: list[str], batch: int = 32) -> None:
+        todo = [p for p in dict.fromkeys(prompts) if p not in self.cache]
+        for i in range(0, len(todo), batch):
+            ps = todo[i:i + batch]
+            img = torch.cat([render([parse_prompt(p)], torch.Generator().manual_seed(a.render_seed)) for p in ps])
+            z = pipe.vae.encode(img * 2 - 1).latent_dist.mean * pipe.vae.config.scaling_factor
+            g = a.invert_guidance
+            embs = [pipe.encode_prompt(p, "cpu", 1, g > 1) for p in ps]
+            pe = torch.cat([e[0] for e in embs])
+            ne = torch.cat([e[1] for e in embs]) if g > 1 else None
+            for t in self.inv.timesteps:
+                if g > 1:
+                    eu, ec = pipe.unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([ne, pe])).sample.chunk(2)
+                    e = eu + g * (ec - eu)
+                else:
+                    e = pipe.unet(z, t, encoder_hidden_states=pe).sample
+                z = self.inv.step(e, t, z).prev_sample
+            for p, zp in zip(ps, z):
+                self.cache[p] = zp.float().flatten()
+
+    def policy(self, prompt: str) -> GaussianPolicy:
+        self.prepare([prompt])
+        mu = self.gain * lowpass(self.cache[prompt], shape, self.pool)
+        return GaussianPolicy(shape, mu, torch.full_like(mu, math.log(a.invert_sigma)))
+
+
 def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
     """Every position/counting prompt of the grammar (reward_auc.template_specs) on the fit prompts'
     objects, leaving out the judged prompts and any pair of objects a judged prompt puts together (see the
@@ -252,7 +301,8 @@ with torch.no_grad():
 res = {"seed": a.seed, "teacher_prompts": len(synth), "policies": a.policies, "train": a.train, "missing": missing,
        "n": a.n, "eval_seed": a.eval_seed, "fold": sorted(" ".join(o) for o in FOLD_OBJ), "test": a.test,
        "role_rank": a.role_rank, "bias_rank": a.bias_rank, "with_words": a.with_words,
-       "word_features": a.word_features, "fit": fit_p, "judged": fold_p, "arms": ARMS,
+       "word_features": a.word_features, "teacher": a.teacher, "invert_sigma": a.invert_sigma,
+       "invert_pool": a.invert_pool, "invert_guidance": a.invert_guidance, "render_seed": a.render_seed, "fit": fit_p, "judged": fold_p, "arms": ARMS,
        "per_prompt": {}}
 nets = {}
 for arm in ARMS:
@@ -264,19 +314,29 @@ for arm in ARMS:
         res.setdefault("factor_r2", {})[gain] = nets[(kind, gain)].r2
         print(arm, f"fitted, explains {nets[(kind, gain)].r2:.3f}", flush=True)
         continue
-    if kind.startswith("t"):  # distilled from the factor teacher on every allowed prompt of the grammar
-        teacher = nets.get(("factor", gain)) or Factor(fit_p, float(gain))
-        nets[("factor", gain)] = teacher
+    if kind == "invert":
+        nets[(kind, gain)] = Invert(float(gain))
+        continue
+    pool = 2
+    if kind.startswith("t"):  # distilled from the teacher (--teacher) on every allowed prompt of the grammar
+        tk = "factor" if a.teacher == "factor" else "invert"
+        teacher = nets.get((tk, gain)) or (Factor(fit_p, float(gain)) if tk == "factor" else Invert(float(gain)))
+        nets[(tk, gain)] = teacher
         arch, src = kind[1:], synth
+        if tk == "invert":
+            pool = a.invert_pool
+            t0 = time.perf_counter()
+            teacher.prepare(src)
+            print(f"inverted {len(src)} rendered scenes in {time.perf_counter() - t0:.0f} s", flush=True)
         with torch.no_grad():
             tp = {q: teacher.policy(q) for q in src}
-        mu = torch.stack([lowpass(tp[q].mu.detach().flatten(), shape, 2) for q in src])
+        mu = torch.stack([lowpass(tp[q].mu.detach().flatten(), shape, pool) for q in src])
         ls = torch.stack([tp[q].log_sigma.detach().flatten() for q in src])
     else:
         arch, src = kind, fit_p
         mu = torch.stack([float(gain) * lowpass(pols[q].policy.mu.detach().flatten(), shape, 2) for q in src])
         ls = torch.stack([pols[q].policy.log_sigma.detach().flatten() for q in src])
-    cfg = ConditionalConfig(arch=arch, pool=2, role_rank=a.role_rank, bias_rank=a.bias_rank)
+    cfg = ConditionalConfig(arch=arch, pool=pool, role_rank=a.role_rank, bias_rank=a.bias_rank)
     T = torch.stack([text[q] for q in src])
     K = torch.stack([toks[q] for q in src])
     torch.manual_seed(a.seed)
@@ -289,19 +349,20 @@ if a.pupil_gap:  # how closely each taught network reproduces its teacher's coar
     with torch.no_grad():
         for arm in ARMS:
             kind, gain, _ = arm.split(":")
-            if kind in ("factor", "own"):
+            if kind.startswith("factor") or kind in ("own", "ownlp", "nn", "nnres", "invert"):
                 continue
             # a network fitted to the policies directly is compared with the parse-based fit all the same
-            if ("factor", gain) not in nets:
-                nets[("factor", gain)] = Factor(fit_p, float(gain))
-            teacher = nets[("factor", gain)]
+            tk = "invert" if kind.startswith("t") and a.teacher == "invert" else "factor"
+            if (tk, gain) not in nets:
+                nets[(tk, gain)] = Factor(fit_p, float(gain))
+            teacher, pool = nets[(tk, gain)], (a.invert_pool if tk == "invert" else 2)
             net = nets[(kind, gain)]
             gap = {}
             own = ("teacher_prompts", synth) if kind.startswith("t") else ("fit", fit_p)
             for name, ps in (own, ("judged", fold_p)):
                 cos = [torch.nn.functional.cosine_similarity(
-                    lowpass(net.policy_for(text[q], toks[q]).mu.detach().flatten(), shape, 2),
-                    lowpass(teacher.policy(q).mu.detach().flatten(), shape, 2), dim=0).item() for q in ps]
+                    lowpass(net.policy_for(text[q], toks[q]).mu.detach().flatten(), shape, pool),
+                    lowpass(teacher.policy(q).mu.detach().flatten(), shape, pool), dim=0).item() for q in ps]
                 gap[name] = {"mean_cos": sum(cos) / len(cos), "min_cos": min(cos)}
                 if name == "judged":
                     gap[name]["per_prompt"] = dict(zip(ps, cos))
@@ -353,7 +414,7 @@ for p in fold_p:
             pol = GaussianPolicy(shape, lowpass(pols[p].policy.mu.detach().flatten(), shape, 2), pols[p].policy.log_sigma)
         else:
             net = nets[(kind, gain)]
-            pol = net.policy(p) if kind.startswith("factor") else net.policy_for(text[p], toks[p])
+            pol = net.policy(p) if kind.startswith("factor") or kind == "invert" else net.policy_for(text[p], toks[p])
         if sig == "1":
             pol = GaussianPolicy(shape, pol.mu.detach().clone(), torch.zeros_like(pol.mu))
         r[arm], cons[arm] = judged(p, pol, arm.replace(":", "_"))
