@@ -104,6 +104,9 @@ ap.add_argument("--pupil-gap", action="store_true", help="instead of judging, wr
 ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
                 "the teacher's, the template's mean σ)")
 a = ap.parse_args()
+bad = [arm for arm in a.arms if arm.startswith("factor") and arm.split(":")[0][len("factor"):] not in ("", "sum", "slot", "lin", "conv", "mean")]
+if bad:
+    ap.error(f"unknown teacher form in {bad}: factor, factorsum, factorslot, factorlin, factorconv or factormean")
 if a.word_features and a.with_words:
     ap.error("--word-features replaces the encoder's token features; --with-words adds to them: give one")
 torch.set_num_threads(1)
@@ -131,8 +134,6 @@ class Factor:
     L2 penalty `wd` on every parameter) to gain × lowpass₂ μ of `fit_p`'s policies; σ per prompt = exp
     of the mean log σ of the fitted policies of its template."""
 
-    FORMS = ("sum", "slot", "lin", "conv", "mean")
-
     def __init__(self, fit_p: list[str], gain: float, wd: float = 0.01, steps: int = 3000, form: str = "sum"):
         c, h, w = shape
         self.h, self.w, self.form = h // 2, w // 2, form
@@ -147,8 +148,9 @@ class Factor:
         self.bias = torch.zeros(len(self.rels), c, self.h, self.w, requires_grad=True)
         ps = [self.M, self.A, self.B, self.bias]
         # form "conv": a converse relation is its base with the objects swapped ("A under B" is "B on A"), so
-        # the two share masks and bias (twice the prompts each); form "slot": the second object's code has its own colour and shape tables (A2, B2), so the code
-        # can say which of the two objects a place is for; "lin": one code, mapped by (I + W[relation, slot])
+        # the two share masks and bias (twice the prompts each); "slot": the second object's code has its own
+        # colour and shape tables (A2, B2), so a code can say which object a place is for; "lin": one code,
+        # mapped by (I + W[relation, slot]); "mean": no codes (below)
         self.A2 = (0.1 * torch.randn(len(self.cols), c, generator=g)).requires_grad_()
         self.B2 = (0.1 * torch.randn(len(self.shps), c, generator=g)).requires_grad_()
         self.W = torch.zeros(len(self.rels), 2, c, c, requires_grad=True)
@@ -406,7 +408,7 @@ for p in fold_p:
             nn_of[p] = q
             pol = pols[q].policy
             if kind == "nnres":
-                t = nets.setdefault(("factor", gain), None) or Factor(fit_p, float(gain))
+                t = nets.get(("factor", gain)) or Factor(fit_p, float(gain))
                 nets[("factor", gain)] = t
                 with torch.no_grad():
                     pol = GaussianPolicy(shape, pol.mu.detach() + t.policy(p).mu - t.policy(q).mu, pol.log_sigma.detach())
