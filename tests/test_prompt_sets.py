@@ -220,6 +220,13 @@ def test_init_dir_starts_each_prompt_as_find_train_init_alone_and_lists_a_prompt
         error = one_line_error(invoke("train", "--prompts", prompts, "--out-dir", out, *extra, *FAST, "--seed", 7))
         assert "rerun with its --init-dir to resume it" in error
     assert (out / "index.json").read_text() == before
+    # also when no prompt of the set has trained yet: the index alone ties the set to its --init-dir
+    only_blue, untrained = tmp_path / "blue.txt", tmp_path / "untrained"
+    only_blue.write_text("a blue cube\n")
+    assert invoke("train", "--prompts", only_blue, "--out-dir", untrained, "--init-dir", starts, *FAST).exit_code == 1
+    assert index_of(untrained)["prompts"]["a blue cube"]["status"] == "failed"
+    assert "rerun with its --init-dir to resume it" in one_line_error(
+        invoke("train", "--prompts", only_blue, "--out-dir", untrained, *FAST))
     # --init-dir alone, or with --conditional: one line each
     assert "--init-dir goes with --prompts FILE --out-dir DIR" in one_line_error(
         invoke("train", "a red sphere", "--init-dir", starts))
