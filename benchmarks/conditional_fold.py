@@ -103,6 +103,9 @@ ap.add_argument("--pupil-gap", action="store_true", help="instead of judging, wr
                 "on and on the judged prompts")
 ap.add_argument("--init-sigma", type=float, default=None, help="--write-inits: σ of the written policies (default: "
                 "the teacher's, the template's mean σ)")
+ap.add_argument("--write-teacher-prompts", default=None, metavar="FILE", help="write the prompts the t<arch> arms are "
+                "taught on (one per line; with --test, those of the test) to FILE for `find train --prompts FILE "
+                "--conditional --teacher layouts`, and stop")
 a = ap.parse_args()
 bad = [arm for arm in a.arms if arm.startswith("factor") and arm.split(":")[0][len("factor"):] not in ("", "sum", "slot", "lin", "conv", "mean")]
 if bad:
@@ -258,6 +261,11 @@ def teacher_prompts(fit_p: list[str], judged: list[str]) -> list[str]:
 
 
 shape = tuple(pols[train[0]].policy.latent_shape)
+if a.write_teacher_prompts:
+    synth = teacher_prompts(fit_p, fold_p)
+    Path(a.write_teacher_prompts).write_text("".join(f"{q}\n" for q in synth))
+    print(f"wrote {len(synth)} teacher prompts to {a.write_teacher_prompts}")
+    sys.exit(0)
 if a.write_inits:  # the teacher's prediction for each training prompt, as a policy file `find train --init` reads
     teacher, out = Factor(train, 1.0), Path(a.write_inits)
     out.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,13 @@ class ConditionalConfig:
     modes: int = 8  # tokens: m, layout modes the pooled feature mixes into the grid's queries
     role_rank: int = 8  # slots: R, spatial masks a token's role (its state x the whole prompt) mixes
     bias_rank: int = 4  # slots: rank of the whole-prompt layout term (pooled feature -> coarse grid)
+    features: str = "encoder"  # what the network reads of a prompt: "encoder" (the generator's pooled and per-token text embeddings) or "words" (context-free: each token's input word embedding and its position; no encoder layer runs, so a word's code cannot depend on its neighbours; RESULTS.md §10.5)
+    teacher: str = "none"  # "layouts": first distil the network to the layout teacher (findcli.shapes.layouts: DDIM inversions of scenes the built-in renderer draws for the set's prompts), then the FIND iterations from there; built-in image model only
+    teacher_sigma: float = 0.3  # layouts: σ of the teacher's policies (chosen on the fold, RESULTS.md §10.6)
+    render_seed: int = 0  # layouts: the renderer's seed, the same for every prompt (a template's scenes share a layout)
+    distill_steps: int = 2000  # layouts: full-batch AdamW steps of the distillation (lr 3e-3, weight decay 1e-4)
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
-    iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images
+    iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images (0 with a teacher: the distilled network as is)
     prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
     batch: int = 8  # K images per prompt per iteration
     lr: float = 0.05  # Adam lr of μ0 and s0 (the per-element parts, as the per-prompt trainer's lr)
@@ -79,20 +84,38 @@ class ConditionalConfig:
     def validate(self) -> None:
         if self.arch not in ARCHS:
             raise FindError(f"conditional policy: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
-        ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "role_rank": 1, "bias_rank": 1, "hidden": 1, "iterations": 1, "prompts_per_iteration": 1, "batch": 2, "inner_epochs": 1,
-                "replay": 1,
-                "steps": 1, "max_batch": 1}
+        if self.features not in FEATURES:
+            raise FindError(f"conditional policy: features must be one of {', '.join(FEATURES)}, got {self.features!r}")
+        if self.teacher not in TEACHERS:
+            raise FindError(f"conditional policy: teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
+        ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "role_rank": 1, "bias_rank": 1, "hidden": 1,
+                "iterations": 0 if self.teacher != "none" else 1, "prompts_per_iteration": 1, "batch": 2,
+                "inner_epochs": 1, "replay": 1, "steps": 1, "max_batch": 1, "render_seed": 0, "distill_steps": 1}
         for k, lo in ints.items():
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise FindError(f"conditional policy: {k} must be an integer >= {lo}, got {v!r}")
-        for k in ("lr", "net_lr", "clip", "kl_weight", "max_grad_norm", "guidance", "eta"):
+        for k in ("lr", "net_lr", "clip", "kl_weight", "max_grad_norm", "guidance", "eta", "teacher_sigma"):
             v = getattr(self, k)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
                 raise FindError(f"conditional policy: {k} must be a finite number >= 0, got {v!r}")
+        if self.teacher_sigma <= 0:
+            raise FindError(f"conditional policy: teacher_sigma must be > 0, got {self.teacher_sigma!r}")
+
+    @classmethod
+    def with_teacher_defaults(cls, overrides: dict) -> "ConditionalConfig":
+        """The config for explicit `overrides`, on top of the teacher's defaults (TEACHER_DEFAULTS) when
+        overrides name a teacher."""
+        return cls(**{**TEACHER_DEFAULTS.get(overrides.get("teacher", "none"), {}), **overrides})
 
 
 ARCHS = ("mlp", "tokens", "slots")
+FEATURES = ("encoder", "words")
+TEACHERS = ("none", "layouts")
+# What `--teacher layouts` changes unless given explicitly: the network its targets were measured with (the
+# context-free `slots` network of RESULTS.md §10.6: role rank 24, bias rank 12).
+TEACHER_DEFAULTS = {"layouts": {"arch": "slots", "features": "words", "role_rank": 24, "bias_rank": 12}}
+WORD_POSITIONS = 16  # features "words": one-hot positions from the start and from the end (later ones share the last)
 TOKEN_ARCHS = ("tokens", "slots")  # the architectures that read the prompt's per-token features
 
 
@@ -101,6 +124,7 @@ class ConditionalPolicy(nn.Module):
     ignored, so that both architectures are called alike.)"""
 
     kind = "mlp"
+    features = "encoder"  # which prompt features it reads (ConditionalConfig.features); set by build_policy / the file
 
     def __init__(self, latent_shape: tuple[int, ...], text_dim: int, rank: int = 32, hidden: int = 256,
                  text_mean: torch.Tensor | None = None, text_std: torch.Tensor | None = None):
@@ -163,6 +187,8 @@ class _TokenGrid(nn.Module):
     """What the token architectures share: a coarse grid over the latent's H×W (pooled by `pool`,
     frames kept), the training set's feature statistics, the σ gate, and the way grid cells become a
     latent (nearest upsampling, cropped at odd sizes, channels moved where the layout has them)."""
+
+    features = "encoder"  # which prompt features it reads (ConditionalConfig.features)
 
     def _setup_grid(self, what: str, latent_shape, text_dim: int, token_dim: int, pool: int, channel_axis: int,
                     text_mean, text_std, token_mean, token_std) -> int:
@@ -369,12 +395,15 @@ def build_policy(cfg: ConditionalConfig, latent_shape: tuple[int, ...], latent_l
     if cfg.arch in TOKEN_ARCHS and tokens is None:
         raise FindError(f"conditional policy: arch {cfg.arch!r} needs the model's per-token prompt embeddings")
     if cfg.arch == "slots":
-        return SlotConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.role_rank,
-                                     cfg.bias_rank, channel_axis(latent_layout), *stats(text), *stats(tokens))
-    if cfg.arch == "tokens":
-        return TokenConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.key_dim, cfg.modes,
-                                      channel_axis(latent_layout), *stats(text), *stats(tokens))
-    return ConditionalPolicy(latent_shape, text.shape[1], cfg.rank, cfg.hidden, *stats(text))
+        net = SlotConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.role_rank,
+                                    cfg.bias_rank, channel_axis(latent_layout), *stats(text), *stats(tokens))
+    elif cfg.arch == "tokens":
+        net = TokenConditionalPolicy(latent_shape, text.shape[1], tokens.shape[-1], cfg.pool, cfg.key_dim, cfg.modes,
+                                     channel_axis(latent_layout), *stats(text), *stats(tokens))
+    else:
+        net = ConditionalPolicy(latent_shape, text.shape[1], cfg.rank, cfg.hidden, *stats(text))
+    net.features = cfg.features
+    return net
 
 
 # ---------------------------------------------------------------- training
@@ -386,6 +415,7 @@ class ConditionalResult:
     metrics: list[dict] = field(default_factory=list)
     wall_s: float = 0.0
     images: int = 0  # images generated (and scored) in training
+    teacher: dict = field(default_factory=dict)  # the distillation before the FIND iterations (teacher_policy), if any
 
 
 def iteration_prompts(n_prompts: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
@@ -444,11 +474,64 @@ def prompt_tokens(rollouts: list, device) -> torch.Tensor:
     return torch.stack([r.token_text().float().to(device) for r in rollouts])
 
 
+@torch.no_grad()
+def word_features(pipe, prompt: str, positions: int = WORD_POSITIONS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Context-free features of one prompt (features "words"; RESULTS.md §10.5), float32 on the CPU:
+
+        ids      = the tokenizer's ids of <bos> words <eos> (no padding; truncated at its max length)
+        e_j      = the text encoder's input (word) embedding of ids[j]     (no encoder layer runs)
+        token j  = [e_j, onehot(min(j, P−1)), onehot(min(n−1−j, P−1))]   position from the start and the end
+        tokens   = the first 2P rows, zero rows after <eos>              (2P, E + 2P)
+        pooled   = mean_j e_j                                            (E,)
+
+    A word's features are the same whatever words surround it, so a code the network gives it carries
+    over to pairs it never saw together. Needs the pipeline's `tokenizer` and `text_encoder`."""
+    tok, enc = getattr(pipe, "tokenizer", None), getattr(pipe, "text_encoder", None)
+    if tok is None or enc is None or not hasattr(enc, "get_input_embeddings"):
+        raise FindError(f"features 'words' read the pipeline's tokenizer and text encoder's word embeddings; "
+                        f"{type(pipe).__name__} has none: use features 'encoder'")
+    emb = enc.get_input_embeddings()
+    ids = tok(prompt, truncation=True, max_length=tok.model_max_length, return_tensors="pt").input_ids[0]
+    n, j = ids.numel(), torch.arange(ids.numel())
+    e = emb(ids.to(emb.weight.device)).float().cpu()
+    onehot = torch.nn.functional.one_hot
+    feats = torch.cat([e, onehot(j.clamp(max=positions - 1), positions).float(),
+                       onehot((n - 1 - j).clamp(max=positions - 1), positions).float()], -1)
+    feats = torch.nn.functional.pad(feats, (0, 0, 0, max(0, 2 * positions - n)))[:2 * positions]
+    return e.mean(0), feats
+
+
+def prompt_features(pipe, prompts: list[str], features: str, arch: str, rollouts: list | None = None,
+                    device=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The network's inputs for `prompts`: pooled (N, E) and, for the token architectures, per-token
+    (N, L, E_tok) float32 features, from the generator's text encoder ("encoder") or context-free
+    ("words", `word_features`). `rollouts` (one per prompt) saves building them for "encoder"."""
+    from findcli.pipeline import Rollout, SamplerSettings
+
+    if features not in FEATURES:
+        raise FindError(f"conditional policy: features must be one of {', '.join(FEATURES)}, got {features!r}")
+    with torch.no_grad():
+        if features == "words":
+            pairs = [word_features(pipe, p) for p in prompts]
+            text, tokens = torch.stack([t for t, _ in pairs]), torch.stack([k for _, k in pairs])
+        else:
+            ros = rollouts if rollouts is not None else [Rollout(pipe, p, SamplerSettings()) for p in prompts]
+            text = torch.stack([r.text_features().float() for r in ros])
+            tokens = prompt_tokens(ros, "cpu") if arch in TOKEN_ARCHS else None
+    if arch not in TOKEN_ARCHS:
+        tokens = None
+    if device is not None:
+        text = text.to(device)
+        tokens = None if tokens is None else tokens.to(device)
+    return text, tokens
+
+
 def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
                       on_iteration: Callable[[dict], None] | None = None, init=None) -> ConditionalResult:
     """Train one conditional policy (cfg.arch) over `prompts` on the frozen `pipe` with `reward`
     ((images, prompts) -> (N,)). Deterministic given cfg.seed (and the thread count on CPU).
-    `init`: a conditional policy to start from (e.g. `distill`'s) instead of N(0, I)."""
+    `init`: a conditional policy to start from (e.g. `teacher_policy`'s) instead of N(0, I); with
+    cfg.iterations 0 it is returned as is."""
     from findcli.kernels import sample_policy
     from findcli.pipeline import Rollout, SamplerSettings, denoiser
     from findcli.seeds import noise_seed
@@ -461,16 +544,17 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
     settings = SamplerSettings(cfg.steps, cfg.guidance, cfg.eta)
     rollouts = [Rollout(pipe, p, settings, cfg.max_batch) for p in prompts]
     shape = rollouts[0].latent_shape
-    with torch.no_grad():
-        feats = torch.stack([r.text_features().float().to(device) for r in rollouts])  # (N, E)
-        toks = prompt_tokens(rollouts, device) if cfg.arch in TOKEN_ARCHS else None  # (N, L, E_tok)
+    # (N, E) and (N, L, E_tok) (None for mlp)
+    feats, toks = prompt_features(pipe, prompts, cfg.features, cfg.arch, rollouts, device)
     torch.manual_seed(cfg.seed)
     if init is None:
         policy = build_policy(cfg, shape, rollouts[0].latent_layout, feats, toks).to(device)
     else:
-        if init.kind != cfg.arch or tuple(init.latent_shape) != tuple(shape):
-            raise FindError(f"conditional policy: the initial policy is a {init.kind} network for latents "
-                            f"{list(init.latent_shape)}; this run trains {cfg.arch} for {list(shape)}")
+        got = getattr(init, "features", "encoder")
+        if init.kind != cfg.arch or tuple(init.latent_shape) != tuple(shape) or got != cfg.features:
+            raise FindError(f"conditional policy: the initial policy is a {init.kind} network on {got} features for "
+                            f"latents {list(init.latent_shape)}; this run trains {cfg.arch} on {cfg.features} "
+                            f"features for {list(shape)}")
         policy = init.to(device).train().requires_grad_(True)
     opt = torch.optim.Adam(policy.groups(cfg))
     metrics, images, t0 = [], 0, time.perf_counter()
@@ -524,7 +608,7 @@ def save_conditional(path: str | Path, policy: ConditionalPolicy, meta: dict) ->
 
     json.dumps(meta)
     blob = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-            "arch": policy.arch(),
+            "arch": {**policy.arch(), "features": getattr(policy, "features", "encoder")},
             "state_dict": {k: v.detach().cpu() for k, v in policy.state_dict().items()}, "meta": meta}
     buf = io.BytesIO()
     torch.save(blob, buf)
@@ -576,6 +660,9 @@ def load_conditional(path: str | Path) -> tuple[ConditionalPolicy, dict]:
         else:
             raise KeyError(f"architecture {kind!r}")
         policy.load_state_dict(blob["state_dict"])
+        policy.features = arch.get("features", "encoder")  # files from before features "words" read the encoder's
+        if policy.features not in FEATURES:
+            raise KeyError(f"features {policy.features!r}")
     except (KeyError, TypeError, RuntimeError) as e:
         raise FindError(f"conditional policy {str(path)!r} is malformed ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
                         f"{fix}") from None
@@ -608,7 +695,7 @@ def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_sp
             "family": ro.family, "latent_layout": ro.latent_layout, "steps": cfg.steps, "guidance": cfg.guidance,
             "eta": cfg.eta, "height": ro.height, "width": ro.width, "frames": ro.frames, "reward": reward_spec,
             "seed": cfg.seed, "prompts": list(prompts), "config": asdict(cfg), "train_s": round(res.wall_s, 1),
-            "train_images": res.images,
+            "train_images": res.images, "teacher": dict(res.teacher),
             "final_stats": {k: v for k, v in last.items() if k != "prompts"}}
 
 
@@ -618,15 +705,16 @@ def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
     from findcli.pipeline import Rollout, SamplerSettings
     from findcli.policy import PolicyFile
 
-    ro = Rollout(pipe, prompt, SamplerSettings())
-    feat = ro.text_features()
+    features = getattr(cond, "features", "encoder")
+    text, tokens = prompt_features(pipe, [prompt], features, cond.kind, [Rollout(pipe, prompt, SamplerSettings())]
+                                   if features == "encoder" else None)
+    feat = text[0]
     fix = f"use the model it was trained with ({meta.get('model')})"
     if feat.numel() != cond.text_dim:
         raise FindError(f"this conditional policy reads {cond.text_dim}-dim text features but the model's are "
                         f"{feat.numel()}-dim; {fix}")
-    tokens = None
-    if cond.kind in TOKEN_ARCHS:
-        tokens = ro.token_text()
+    if tokens is not None:
+        tokens = tokens[0]
         if tokens.shape[-1] != cond.token_dim:
             raise FindError(f"this conditional policy reads {cond.token_dim}-dim token features but the model's are "
                             f"{tokens.shape[-1]}-dim; {fix}")
@@ -639,6 +727,30 @@ def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
 # per-prompt trainer (value net, replay, ...) and is refused with --conditional.
 SHARED_OPTIONS = {"iterations", "batch", "lr", "steps", "guidance", "eta", "inner_epochs", "clip", "kl_weight", "seed",
                   "max_batch"}
+
+
+def parse_sets(sets: list[str]) -> dict:
+    """`--set FIELD=VALUE` items -> {field: value}, each converted to its ConditionalConfig field's type
+    (int, float, str; bool as true/false); one-line error for an unknown field or a bad value."""
+    import dataclasses
+
+    types = {f.name: f.type for f in dataclasses.fields(ConditionalConfig)}  # strings (postponed annotations)
+    out = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or key not in types:
+            raise FindError(f"--set {item}: give FIELD=VALUE with FIELD one of {', '.join(types)}")
+        try:
+            if types[key] == "bool":
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(value)
+                out[key] = value.lower() in ("true", "1")
+            else:
+                out[key] = {"int": int, "float": float, "str": str}[types[key]](value)
+        except ValueError:
+            raise FindError(f"--set {item}: {key} takes a {types[key]} value") from None
+    return out
 
 
 @dataclass
@@ -654,11 +766,44 @@ class ConditionalRequest:
     kernels: str | None = None
 
 
+def teacher_policy(pipe, prompts: list[str], cfg: ConditionalConfig,
+                   on_event: Callable[[str, dict], None] | None = None):
+    """The network of cfg, distilled to cfg.teacher's per-prompt policies for `prompts` (the start of the
+    FIND iterations). "layouts" (built-in image model): findcli.shapes.layouts.layout_targets (σ
+    cfg.teacher_sigma, lowpass cfg.pool, render seed cfg.render_seed, the sampler's cfg.steps), then
+    `distill` for cfg.distill_steps, seeded by cfg.seed. Events: "teacher" {done, total} per rendered
+    and inverted batch, "distill" {step, steps, loss} every 20 steps. Returns (network, info)."""
+    from findcli.pipeline import Rollout, SamplerSettings, denoiser
+    from findcli.shapes.layouts import layout_targets
+
+    emit = on_event or (lambda kind, data: None)
+    if cfg.teacher != "layouts":
+        raise FindError(f"conditional policy: no teacher {cfg.teacher!r}; teacher must be one of {', '.join(TEACHERS[1:])}")
+    device = denoiser(pipe).device
+    ro = Rollout(pipe, prompts[0], SamplerSettings(cfg.steps, cfg.guidance, cfg.eta))
+    t0 = time.perf_counter()
+    mu, log_sigma = layout_targets(pipe, prompts, cfg.teacher_sigma, cfg.pool, cfg.render_seed, cfg.steps,
+                                   on_batch=lambda done, total: emit("teacher", {"done": done, "total": total}))
+    t_teacher = time.perf_counter() - t0
+    text, tokens = prompt_features(pipe, prompts, cfg.features, cfg.arch)
+    torch.manual_seed(cfg.seed)
+    net = build_policy(cfg, ro.latent_shape, ro.latent_layout, text, tokens).to(device)
+    t0 = time.perf_counter()
+    curve = distill(net, text.to(device), mu.to(device), log_sigma.to(device), steps=cfg.distill_steps, seed=cfg.seed,
+                    tokens=None if tokens is None else tokens.to(device),
+                    on_step=lambda i, loss: emit("distill", {"step": i + 1, "steps": cfg.distill_steps, "loss": loss})
+                    if (i + 1) % 20 == 0 or i + 1 == cfg.distill_steps else None)
+    info = {"kind": cfg.teacher, "prompts": len(prompts), "teacher_s": round(t_teacher, 1),
+            "distill_s": round(time.perf_counter() - t0, 1), "distill_loss_first": curve[0], "distill_loss_last": curve[-1]}
+    return net, info
+
+
 def train_conditional_file(request: ConditionalRequest,
                            on_event: Callable[[str, dict], None] | None = None) -> ConditionalResult:
     """Every check before the model loads (the file, the prompts, the options, the output), then
-    train_conditional and an atomic write of request.out. Events: "start" {prompts, cfg, reward,
-    duplicates}, "iteration" {metrics}, "done" {result, out}."""
+    (with a teacher) teacher_policy, train_conditional from it, and an atomic write of request.out.
+    Events: "start" {prompts, cfg, reward, duplicates}, teacher_policy's "teacher" and "distill",
+    "iteration" {metrics}, "done" {result, out}."""
     from findcli import limits, shapes
     from findcli.evaluation import read_suite
     from findcli.pipeline import load_runtime, warn
@@ -670,7 +815,7 @@ def train_conditional_file(request: ConditionalRequest,
     if unknown:
         raise FindError(f"--conditional trains one network for every prompt; {', '.join('--' + k.replace('_', '-') for k in sorted(unknown))} "
                         "belong(s) to the per-prompt trainer: drop it")
-    cfg = ConditionalConfig(**r.overrides)
+    cfg = ConditionalConfig.with_teacher_defaults(r.overrides)
     cfg.validate()
     limits.check_all({k: v for k, v in r.overrides.items() if k in ("steps", "guidance", "eta", "seed", "max_batch")})
     items = read_suite(r.prompts)
@@ -679,6 +824,9 @@ def train_conditional_file(request: ConditionalRequest,
     if dup:
         warn(f"{dup} duplicate prompt(s) in {r.prompts} ignored: each prompt is trained once")
     world = shapes.world_of(r.model)
+    if cfg.teacher == "layouts" and world is not shapes.IMAGE_WORLD:
+        raise FindError("--teacher layouts renders scenes of the built-in image world; use it with the built-in model "
+                        "(no --model), or drop --teacher")
     if world is not None:
         bad = []
         for p in prompts:
@@ -696,7 +844,9 @@ def train_conditional_file(request: ConditionalRequest,
     spec = r.reward or default_reward(r.model)
     reward, _ = build_reward(spec, r.reward_model, r.model, dev)
     emit("start", {"prompts": prompts, "cfg": cfg, "reward": getattr(reward, "spec", str(spec)), "duplicates": dup})
-    res = train_conditional(pipe, prompts, reward, cfg, lambda m: emit("iteration", {"metrics": m}))
+    init, info = teacher_policy(pipe, prompts, cfg, emit) if cfg.teacher != "none" else (None, {})
+    res = train_conditional(pipe, prompts, reward, cfg, lambda m: emit("iteration", {"metrics": m}), init)
+    res.teacher = info
     save_conditional(r.out, res.policy, conditional_meta(pipe, cfg, prompts, getattr(reward, "spec", str(spec)), res))
     emit("done", {"result": res, "out": r.out})
     return res
@@ -704,10 +854,11 @@ def train_conditional_file(request: ConditionalRequest,
 
 def distill(policy: ConditionalPolicy, text: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
             steps: int = 2000, lr: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-            tokens: torch.Tensor | None = None) -> list[float]:
-    """Fit the network to per-prompt FIND policies (regression of (μ_p, log σ_p), (P, D) each, on
-    their text features (P, E)): amortisation of policies already trained one prompt at a time, the
-    way NPNet learns from noise pairs. Full-batch AdamW on the mean squared error; returns the loss curve."""
+            tokens: torch.Tensor | None = None, on_step: Callable[[int, float], None] | None = None) -> list[float]:
+    """Fit the network to per-prompt policies (regression of (μ_p, log σ_p), (P, D) each, on their text
+    features (P, E)): amortisation of policies already trained one prompt at a time, the way NPNet learns
+    from noise pairs, or of a teacher's (teacher_policy). Full-batch AdamW on the mean squared error;
+    `on_step(i, loss)` after each step; returns the loss curve."""
     torch.manual_seed(seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=weight_decay)
     curve = []
@@ -718,4 +869,6 @@ def distill(policy: ConditionalPolicy, text: torch.Tensor, mu: torch.Tensor, log
         loss.backward()
         opt.step()
         curve.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(len(curve) - 1, curve[-1])
     return curve

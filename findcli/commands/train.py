@@ -44,6 +44,17 @@ def train(
                                                 "feature -> low-rank basis), tokens (a coarse latent grid "
                                                 "attending to the prompt's token embeddings) or slots (each "
                                                 "token's code placed by its role's mask)")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="--conditional: layouts = first distil the "
+                                                   "network to DDIM inversions of scenes the built-in renderer "
+                                                   "draws for each prompt (built-in model only; then slots on "
+                                                   "word features unless --arch/--features say otherwise), then "
+                                                   "the FIND iterations from there (--iterations 0: none)")] = None,
+    features: Annotated[Optional[str], typer.Option("--features", help="--conditional: what the network reads, "
+                                                    "encoder (the text encoder's embeddings) or words (each "
+                                                    "token's word embedding and position, context-free)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="--conditional: FIELD=VALUE of the conditional "
+                                                      "config (findcli.conditional.ConditionalConfig), e.g. "
+                                                      "role_rank=24; repeatable")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", help="policy file to write (.pt; default out.pt, or the "
                                                 "resumed run's); its checkpoint OUT.ckpt.pt and side files "
                                                 "OUT.metrics.jsonl, OUT.reward_curve.png, OUT.before_after.png "
@@ -143,13 +154,16 @@ def train(
 
         raise FindError("--init-dir goes with --prompts FILE --out-dir DIR, one policy per prompt (for one prompt use "
                         "--init FILE.pt)")
+    cond_opts = {"prompts_per_iteration": prompts_per_iteration, "net_lr": net_lr, "arch": arch, "teacher": teacher,
+                 "features": features}
     if conditional:
-        _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr, arch)
+        _train_conditional(prompts, out, out_dir, request, cond_opts, set_ or [])
         return
-    if prompts_per_iteration is not None or net_lr is not None or arch is not None:
+    if any(v is not None for v in cond_opts.values()) or set_:
         from findcli.errors import FindError
 
-        raise FindError("--prompts-per-iteration, --net-lr and --arch go with --prompts FILE --conditional")
+        raise FindError("--prompts-per-iteration, --net-lr, --arch, --teacher, --features and --set go with --prompts "
+                        "FILE --conditional")
     if prompts is not None or out_dir is not None:
         _train_set(prompts, out_dir, request, init_dir)
         return
@@ -162,9 +176,9 @@ def train(
         raise typer.Exit(INTERRUPTED_EXIT)
 
 
-def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, net_lr, arch) -> None:
+def _train_conditional(prompts, out, out_dir, request, cond_opts: dict, sets: list[str]) -> None:
     """--prompts FILE --conditional --out cond.pt: one network over the set (findcli.conditional)."""
-    from findcli.conditional import SHARED_OPTIONS, ConditionalRequest, train_conditional_file
+    from findcli.conditional import SHARED_OPTIONS, ConditionalRequest, parse_sets, train_conditional_file
     from findcli.errors import FindError
 
     if prompts is None or out is None:
@@ -182,12 +196,11 @@ def _train_conditional(prompts, out, out_dir, request, prompts_per_iteration, ne
     if refused:
         raise FindError(f"--conditional trains one network for every prompt; {', '.join('--' + k.replace('_', '-') for k in refused)} "
                         "belong(s) to the per-prompt trainer: drop it")
-    if prompts_per_iteration is not None:
-        given["prompts_per_iteration"] = prompts_per_iteration
-    if net_lr is not None:
-        given["net_lr"] = net_lr
-    if arch is not None:
-        given["arch"] = arch
+    given.update({k: v for k, v in cond_opts.items() if v is not None})
+    for k, v in parse_sets(sets).items():
+        if k in given:
+            raise FindError(f"--set {k}= repeats --{k.replace('_', '-')}: give it once")
+        given[k] = v
     view = _ConditionalView()
     try:
         train_conditional_file(ConditionalRequest(prompts, out, given, request.model, request.reward,
@@ -209,20 +222,37 @@ class _ConditionalView:
     def __call__(self, kind: str, data: dict) -> None:
         if kind == "start":
             cfg = data["cfg"]
+            self.iterations = cfg.iterations
             console.print("find train --conditional", style="bold", end=" ")
             net = {"tokens": f"arch=tokens pool={cfg.pool}", "slots": f"arch=slots pool={cfg.pool} role_rank={cfg.role_rank}"}.get(
                 cfg.arch, f"arch=mlp rank={cfg.rank}")
             console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  {net}  "
                           f"{cfg.prompts_per_iteration} prompts x {cfg.batch} images per iteration, "
                           f"{cfg.iterations} iterations")
-            self.progress = Progress("train", cfg.iterations).__enter__()
+            if cfg.teacher != "none":
+                console.print(f"teacher {cfg.teacher}: σ={cfg.teacher_sigma} render_seed={cfg.render_seed}, "
+                              f"distilled to {cfg.arch} on {cfg.features} features in {cfg.distill_steps} steps")
+        elif kind in ("teacher", "distill"):
+            done, total = (data["done"], data["total"]) if kind == "teacher" else (data["step"], data["steps"])
+            if self.progress is None or self.progress.name != kind:
+                self.close()
+                self.progress = Progress(kind, total).__enter__()
+            self.progress.update(done, f"loss={data['loss']:.4f}" if kind == "distill" else "rendered and inverted")
         elif kind == "iteration":
+            if self.progress is None or self.progress.name != "train":
+                self.close()
+                self.progress = Progress("train", self.iterations).__enter__()
             m = data["metrics"]
             self.progress.update(m["iteration"] + 1, f"r={m['reward_mean']:.3f} |μ|={m['mu_norm_mean']:.3f} "
                                  f"σ={m['sigma_mean']:.3f} clip={m.get('clipfrac', 0.0):.2f}")
         elif kind == "done":
             self.close()
             res = data["result"]
+            if res.teacher:
+                t = res.teacher
+                console.print(f"teacher: {t['prompts']} prompts rendered and inverted in {t['teacher_s']:.0f} s, "
+                              f"distilled in {t['distill_s']:.0f} s (loss {t['distill_loss_first']:.4f} -> "
+                              f"{t['distill_loss_last']:.4f})")
             console.print(f"trained on {res.images} images in {res.wall_s:.0f} s; wrote {data['out']} "
                           f"(find sample --policy {data['out']} --prompt \"...\")")
 
