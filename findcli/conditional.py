@@ -73,7 +73,8 @@ class ConditionalConfig:
     replay: int = 4  # M: each prompt's last M batches (with the log-probs they were drawn with) in its surrogate
     learn_sigma: bool = True  # False: σ stays 1 (only μ is learned; s0 and W are frozen at zero)
     clip: float = 0.2  # PPO ratio clip ε
-    kl_weight: float = 0.01  # β of the KL pull toward N(0, I), per prompt
+    kl_weight: float = 0.01  # β of the KL pull toward kl_to's target, per prompt
+    kl_to: str = "standard"  # the KL pull's target: "standard" N(0, I) (FIND's), or "start": each prompt's distribution under the network the iterations started from (a trust region around a teacher's distillation, as DPOK's KL to the pretrained model)
     max_grad_norm: float = 1.0  # bound on the per-element RMS of the gradient (0 disables)
     seed: int = 0  # network init, prompt order and ε
     steps: int = 20  # sampler: DDIM steps
@@ -86,6 +87,8 @@ class ConditionalConfig:
             raise FindError(f"conditional policy: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.features not in FEATURES:
             raise FindError(f"conditional policy: features must be one of {', '.join(FEATURES)}, got {self.features!r}")
+        if self.kl_to not in KL_TARGETS:
+            raise FindError(f"conditional policy: kl_to must be one of {', '.join(KL_TARGETS)}, got {self.kl_to!r}")
         if self.teacher not in TEACHERS:
             raise FindError(f"conditional policy: teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "role_rank": 1, "bias_rank": 1, "hidden": 1,
@@ -112,6 +115,7 @@ class ConditionalConfig:
 ARCHS = ("mlp", "tokens", "slots")
 FEATURES = ("encoder", "words")
 TEACHERS = ("none", "layouts")
+KL_TARGETS = ("standard", "start")
 # What `--teacher layouts` changes unless given explicitly: the network its targets were measured with (the
 # context-free `slots` network of RESULTS.md §10.6: role rank 24, bias rank 12).
 TEACHER_DEFAULTS = {"layouts": {"arch": "slots", "features": "words", "role_rank": 24, "bias_rank": 12}}
@@ -440,12 +444,22 @@ def _group_advantages(r: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, torch.zeros_like(c), c / torch.where(flat, torch.ones_like(s), s)).float()
 
 
+def kl_gaussians(mu: torch.Tensor, log_sigma: torch.Tensor, mu_ref: torch.Tensor, log_sigma_ref: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(μ_ref, σ_ref²)) of diagonal Gaussians, averaged over the last dim (the kernels'
+    per-dimension convention):  log σ_ref − log σ + (σ² + (μ − μ_ref)²) / (2 σ_ref²) − 1/2, written in
+    d = log σ − log σ_ref so that at the target both the value and the gradient are exactly zero (Adam
+    would otherwise turn rounding-level gradients into lr-sized steps)."""
+    d = log_sigma - log_sigma_ref
+    return ((torch.exp(2 * d) + (mu - mu_ref) ** 2 * torch.exp(-2 * log_sigma_ref)) / 2 - d - 0.5).mean(-1)
+
+
 def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: list,
                        logp_old: list, adv: list, cfg: ConditionalConfig,
-                       tokens: torch.Tensor | None = None) -> dict[str, float]:
+                       tokens: torch.Tensor | None = None, anchor: tuple | None = None) -> dict[str, float]:
     """`inner_epochs` Adam steps on mean_p [clipped surrogate_p + β KL_p] · D.
     text (P, E) (tokens (P, L, E_tok) for the tokens architecture); per prompt p: z[p] (N_p, D), logp_old[p] (N_p,), adv[p] (N_p,) (its replayed samples,
-    N_p = K × the batches kept). Returns the diagnostics averaged over passes."""
+    N_p = K × the batches kept). KL_p is to N(0, I), or with `anchor` = (μ_ref, log σ_ref), (P, D) each, to
+    N(μ_ref_p, σ_ref_p²) (cfg.kl_to "start"). Returns the diagnostics averaged over passes."""
     from findcli.kernels import policy_loss
 
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
@@ -456,7 +470,11 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
         mu, log_sigma = policy(text, tokens)  # (P, D)
         loss = torch.zeros((), device=text.device)
         for p in range(p_count):
-            lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip, cfg.kl_weight)
+            lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip,
+                                    0.0 if anchor is not None else cfg.kl_weight)
+            if anchor is not None:
+                kl = kl_gaussians(mu[p], log_sigma[p], anchor[0][p], anchor[1][p])
+                lp, stats = lp + cfg.kl_weight * kl, {**stats, "kl": kl.detach()}
             loss = loss + lp / p_count
             for k, v in stats.items():
                 agg[k] = agg.get(k, 0.0) + float(v) / (p_count * cfg.inner_epochs)
@@ -557,6 +575,11 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
                             f"features for {list(shape)}")
         policy = init.to(device).train().requires_grad_(True)
     opt = torch.optim.Adam(policy.groups(cfg))
+    start = None
+    if cfg.kl_to == "start":  # a frozen copy of where the iterations begin: the KL's target per prompt
+        import copy
+
+        start = copy.deepcopy(policy).eval().requires_grad_(False)
     metrics, images, t0 = [], 0, time.perf_counter()
     replay: dict[int, list] = {}  # prompt index -> its last `cfg.replay` (z, logp_old, adv) batches
     for it in range(cfg.iterations):
@@ -584,7 +607,11 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
         for slot, i in enumerate(idx):
             replay[i] = (replay.get(i, []) + [(z[slot], lp[slot], adv[slot])])[-cfg.replay:]
         zs_, lps_, advs_ = ([torch.cat([e[j] for e in replay[i]]) for i in idx] for j in range(3))
-        agg = conditional_update(policy, opt, text, zs_, lps_, advs_, cfg, tokens)
+        anchor = None
+        if start is not None:
+            with torch.no_grad():
+                anchor = start(text, tokens)
+        agg = conditional_update(policy, opt, text, zs_, lps_, advs_, cfg, tokens, anchor)
         with torch.no_grad():
             mu, log_sigma = policy(text, tokens)
         if not (torch.isfinite(mu).all() and torch.isfinite(log_sigma).all()):

@@ -438,3 +438,37 @@ def test_slots_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
 
     torch.manual_seed(0)
     _composition_oracle(SlotConditionalPolicy((2, 4, 4), 8, 8, pool=2, role_rank=2, bias_rank=1))
+
+
+def test_kl_between_gaussians_equals_torch_distributions_in_float64():
+    from findcli.conditional import kl_gaussians
+
+    g = torch.Generator().manual_seed(3)
+    mu, ls, mr, lr = (torch.randn(3, 7, generator=g, dtype=torch.float64) * s for s in (1.0, 0.5, 1.0, 0.5))
+    want = torch.distributions.kl_divergence(torch.distributions.Normal(mu, ls.exp()),
+                                             torch.distributions.Normal(mr, lr.exp())).mean(-1)
+    torch.testing.assert_close(kl_gaussians(mu, ls, mr, lr), want, rtol=1e-12, atol=1e-12)
+    assert torch.equal(kl_gaussians(mu, ls, mu, ls), torch.zeros(3, dtype=torch.float64))
+
+
+def test_kl_to_the_start_equals_findS_kl_when_the_start_is_the_standard_normal(pipe, targets):
+    """Untrained, the network is N(0, I) for every prompt, so a KL to its frozen copy is FIND's KL to
+    N(0, I): the same trajectory (kl_weight large so that the term matters)."""
+    runs = [train_conditional(pipe, PROMPTS, _reward(targets), _cfg(iterations=3, kl_weight=0.5, kl_to=k))
+            for k in ("standard", "start")]
+    for (k, v), w in zip(runs[0].policy.state_dict().items(), runs[1].policy.state_dict().values()):
+        torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_kl_to_the_start_holds_a_trained_start_where_the_reward_teaches_nothing(pipe):
+    """A constant reward gives zero advantages: with kl_to "start" nothing pulls the network off its
+    start (zero gradient, Adam does not move), while FIND's KL pulls it toward N(0, I)."""
+    start = train_conditional(pipe, PROMPTS, lambda x, p: x.flatten(1).mean(1), _cfg(iterations=2, kl_weight=0.0)).policy
+    init = {k: v.clone() for k, v in start.state_dict().items()}
+    flat = lambda x, p: torch.ones(x.shape[0])  # noqa: E731
+    moved = {}
+    for k in ("start", "standard"):
+        start.load_state_dict(init)
+        res = train_conditional(pipe, PROMPTS, flat, _cfg(iterations=2, kl_weight=0.5, kl_to=k), init=start)
+        moved[k] = max((res.policy.state_dict()[n] - v).abs().max().item() for n, v in init.items())
+    assert moved["start"] == 0.0 and moved["standard"] > 1e-3, moved
