@@ -64,7 +64,7 @@ class ConditionalConfig:
     render_seed: int = 0  # layouts: the renderer's seed, the same for every prompt (a template's scenes share a layout)
     distill_steps: int = 2000  # layouts: full-batch AdamW steps of the distillation (lr 3e-3, weight decay 1e-4)
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
-    iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images (0 with a teacher: the distilled network as is)
+    iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images (0, the default with a teacher: the distilled network as is)
     prompts_per_iteration: int = 8  # P prompts per iteration (all of them when the set is smaller)
     batch: int = 8  # K images per prompt per iteration
     lr: float = 0.05  # Adam lr of μ0 and s0 (the per-element parts, as the per-prompt trainer's lr)
@@ -117,8 +117,10 @@ FEATURES = ("encoder", "words")
 TEACHERS = ("none", "layouts")
 KL_TARGETS = ("standard", "start")
 # What `--teacher layouts` changes unless given explicitly: the network its targets were measured with (the
-# context-free `slots` network of RESULTS.md §10.6: role rank 24, bias rank 12).
-TEACHER_DEFAULTS = {"layouts": {"arch": "slots", "features": "words", "role_rank": 24, "bias_rank": 12}}
+# context-free `slots` network of RESULTS.md §10.6: role rank 24, bias rank 12), and no FIND iterations after
+# the distillation: on the fold of the training split every variant of them tried lowered held-out success
+# (82.4% -> 10.8-72.7%, RESULTS.md §10.7), so they run only when --iterations asks.
+TEACHER_DEFAULTS = {"layouts": {"arch": "slots", "features": "words", "role_rank": 24, "bias_rank": 12, "iterations": 0}}
 WORD_POSITIONS = 16  # features "words": one-hot positions from the start and from the end (later ones share the last)
 TOKEN_ARCHS = ("tokens", "slots")  # the architectures that read the prompt's per-token features
 

@@ -153,7 +153,7 @@ def test_config_teacher_defaults_validation_and_sets():
     from findcli.conditional import ConditionalConfig, parse_sets
 
     cfg = ConditionalConfig.with_teacher_defaults({"teacher": "layouts"})
-    assert (cfg.arch, cfg.features, cfg.role_rank, cfg.bias_rank) == ("slots", "words", 24, 12)
+    assert (cfg.arch, cfg.features, cfg.role_rank, cfg.bias_rank, cfg.iterations) == ("slots", "words", 24, 12, 0)
     cfg = ConditionalConfig.with_teacher_defaults({"teacher": "layouts", "arch": "mlp", "iterations": 0})
     assert cfg.arch == "mlp" and cfg.features == "words"
     cfg.validate()  # iterations 0 is allowed with a teacher...
@@ -191,7 +191,7 @@ def test_find_train_teacher_layouts_writes_the_distilled_network_and_serves_unse
     runner = CliRunner()
     base = ["train", "--prompts", str(suite), "--conditional", "--teacher", "layouts", "--device", "cpu",
             "--steps", "2", "--set", "distill_steps=30", "--set", "role_rank=4"]
-    res = runner.invoke(app, base + ["--iterations", "0", "--out", str(out)])
+    res = runner.invoke(app, base + ["--out", str(out)])  # --teacher layouts: no FIND iterations unless asked
     assert res.exit_code == 0, res.output
     assert "teacher: 3 prompts rendered and inverted" in res.output
     pol, meta = load_conditional(out)

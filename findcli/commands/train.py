@@ -47,8 +47,9 @@ def train(
     teacher: Annotated[Optional[str], typer.Option("--teacher", help="--conditional: layouts = first distil the "
                                                    "network to DDIM inversions of scenes the built-in renderer "
                                                    "draws for each prompt (built-in model only; then slots on "
-                                                   "word features unless --arch/--features say otherwise), then "
-                                                   "the FIND iterations from there (--iterations 0: none)")] = None,
+                                                   "word features unless --arch/--features say otherwise); FIND "
+                                                   "iterations from there only with --iterations N (measured to "
+                                                   "lower held-out success: RESULTS.md §10.7)")] = None,
     features: Annotated[Optional[str], typer.Option("--features", help="--conditional: what the network reads, "
                                                     "encoder (the text encoder's embeddings) or words (each "
                                                     "token's word embedding and position, context-free)")] = None,
