@@ -74,6 +74,7 @@ class ConditionalConfig:
     learn_sigma: bool = True  # False: σ stays 1 (only μ is learned; s0 and W are frozen at zero)
     clip: float = 0.2  # PPO ratio clip ε
     kl_weight: float = 0.01  # β of the KL pull toward kl_to's target, per prompt
+    tune: str = "all"  # what the FIND iterations update: "all" parameters, or (slots) "layout": only the terms that read the whole prompt (the layout bias G, Ub and the log σ head), codes and masks kept as they start
     kl_to: str = "standard"  # the KL pull's target: "standard" N(0, I) (FIND's), or "start": each prompt's distribution under the network the iterations started from (a trust region around a teacher's distillation, as DPOK's KL to the pretrained model)
     max_grad_norm: float = 1.0  # bound on the per-element RMS of the gradient (0 disables)
     seed: int = 0  # network init, prompt order and ε
@@ -87,6 +88,10 @@ class ConditionalConfig:
             raise FindError(f"conditional policy: arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
         if self.features not in FEATURES:
             raise FindError(f"conditional policy: features must be one of {', '.join(FEATURES)}, got {self.features!r}")
+        if self.tune not in ("all", "layout"):
+            raise FindError(f"conditional policy: tune must be all or layout, got {self.tune!r}")
+        if self.tune == "layout" and self.arch != "slots":
+            raise FindError(f"conditional policy: tune=layout updates the slots network's layout term; arch is {self.arch!r}")
         if self.kl_to not in KL_TARGETS:
             raise FindError(f"conditional policy: kl_to must be one of {', '.join(KL_TARGETS)}, got {self.kl_to!r}")
         if self.teacher not in TEACHERS:
@@ -576,7 +581,12 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
                             f"latents {list(init.latent_shape)}; this run trains {cfg.arch} on {cfg.features} "
                             f"features for {list(shape)}")
         policy = init.to(device).train().requires_grad_(True)
-    opt = torch.optim.Adam(policy.groups(cfg))
+    groups = policy.groups(cfg)
+    if cfg.tune == "layout":  # only the whole-prompt terms learn; codes, masks, μ0 and s0 stay where they start
+        for n, q in policy.named_parameters():
+            q.requires_grad_(q.requires_grad and n.split(".")[0] in ("layout", "Ub", "log_scale"))
+        groups = [{"params": [q for q in policy.parameters() if q.requires_grad], "lr": cfg.net_lr}]
+    opt = torch.optim.Adam(groups)
     start = None
     if cfg.kl_to == "start":  # a frozen copy of where the iterations begin: the KL's target per prompt
         import copy

@@ -472,3 +472,16 @@ def test_kl_to_the_start_holds_a_trained_start_where_the_reward_teaches_nothing(
         res = train_conditional(pipe, PROMPTS, flat, _cfg(iterations=2, kl_weight=0.5, kl_to=k), init=start)
         moved[k] = max((res.policy.state_dict()[n] - v).abs().max().item() for n, v in init.items())
     assert moved["start"] == 0.0 and moved["standard"] > 1e-3, moved
+
+
+def test_tune_layout_moves_only_the_whole_prompt_terms(pipe, targets):
+    res0 = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(arch="slots", role_rank=2, bias_rank=2, iterations=1))
+    init = {k: v.clone() for k, v in res0.policy.state_dict().items()}
+    res = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(arch="slots", role_rank=2, bias_rank=2, iterations=2,
+                                                                  tune="layout", net_lr=0.05), init=res0.policy)
+    after = res.policy.state_dict()
+    changed = {k for k, v in init.items() if not torch.equal(v, after[k])}
+    assert changed and changed <= {"layout.weight", "layout.bias", "Ub", "log_scale.weight", "log_scale.bias"}, changed
+    assert "Ub" in changed
+    with pytest.raises(FindError, match="tune=layout"):
+        _cfg(tune="layout").validate()
