@@ -26,6 +26,11 @@ One iteration (the per-prompt trainer's SAMPLE / UPDATE, vectorised over prompts
           log-probs of the network that drew it (the clipped ratio keeps the reuse honest).
 
 No value net: the per-prompt group statistics are the baseline.
+
+With a teacher (cfg.teacher "layouts", built-in image model; `teacher_policy`), the network is first
+distilled to the teacher's per-prompt policies for every prompt of the set (no images scored), and the
+FIND iterations (none unless asked) start from there. The network reads the generator's text embeddings
+(cfg.features "encoder") or context-free word features ("words", `word_features`); the file records which.
 File format "findcli-conditional-policy" (see `save_conditional` / `load_conditional`).
 """
 
@@ -59,9 +64,10 @@ class ConditionalConfig:
     role_rank: int = 8  # slots: R, spatial masks a token's role (its state x the whole prompt) mixes
     bias_rank: int = 4  # slots: rank of the whole-prompt layout term (pooled feature -> coarse grid)
     features: str = "encoder"  # what the network reads of a prompt: "encoder" (the generator's pooled and per-token text embeddings) or "words" (context-free: each token's input word embedding and its position; no encoder layer runs, so a word's code cannot depend on its neighbours; RESULTS.md §10.5)
-    teacher: str = "none"  # "layouts": first distil the network to the layout teacher (findcli.shapes.layouts: DDIM inversions of scenes the built-in renderer draws for the set's prompts), then the FIND iterations from there; built-in image model only
+    teacher: str = "none"  # "layouts": first distil the network to the layout teacher (findcli.shapes.layouts: DDIM inversions of scenes the built-in renderer draws for the set's prompts), then `iterations` FIND iterations from there (0 by default with a teacher); built-in image model only
     teacher_sigma: float = 0.3  # layouts: σ of the teacher's policies (chosen on the fold, RESULTS.md §10.6)
     render_seed: int = 0  # layouts: the renderer's seed, the same for every prompt (a template's scenes share a layout)
+    render_seeds: int = 1  # layouts: scenes per prompt (seeds render_seed, render_seed + 1, ...); the teacher's μ is the mean of their inversions
     distill_steps: int = 2000  # layouts: full-batch AdamW steps of the distillation (lr 3e-3, weight decay 1e-4)
     hidden: int = 256  # width of the MLP from the text feature to the 2r coefficients
     iterations: int = 120  # policy updates; each sees prompts_per_iteration × batch images (0, the default with a teacher: the distilled network as is)
@@ -98,7 +104,8 @@ class ConditionalConfig:
             raise FindError(f"conditional policy: teacher must be one of {', '.join(TEACHERS)}, got {self.teacher!r}")
         ints = {"rank": 1, "pool": 1, "key_dim": 1, "modes": 1, "role_rank": 1, "bias_rank": 1, "hidden": 1,
                 "iterations": 0 if self.teacher != "none" else 1, "prompts_per_iteration": 1, "batch": 2,
-                "inner_epochs": 1, "replay": 1, "steps": 1, "max_batch": 1, "render_seed": 0, "distill_steps": 1}
+                "inner_epochs": 1, "replay": 1, "steps": 1, "max_batch": 1, "render_seed": 0, "render_seeds": 1,
+                "distill_steps": 1}
         for k, lo in ints.items():
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -822,7 +829,8 @@ def teacher_policy(pipe, prompts: list[str], cfg: ConditionalConfig,
     ro = Rollout(pipe, prompts[0], SamplerSettings(cfg.steps, cfg.guidance, cfg.eta))
     t0 = time.perf_counter()
     mu, log_sigma = layout_targets(pipe, prompts, cfg.teacher_sigma, cfg.pool, cfg.render_seed, cfg.steps,
-                                   on_batch=lambda done, total: emit("teacher", {"done": done, "total": total}))
+                                   on_batch=lambda done, total: emit("teacher", {"done": done, "total": total}),
+                                   render_seeds=cfg.render_seeds)
     t_teacher = time.perf_counter() - t0
     text, tokens = prompt_features(pipe, prompts, cfg.features, cfg.arch)
     torch.manual_seed(cfg.seed)

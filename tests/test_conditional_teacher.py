@@ -112,6 +112,18 @@ def test_layout_targets_are_the_stock_inversion_of_the_rendered_scene(builtin):
     assert not torch.allclose(mu[0], mu[1], atol=1e-2)  # the two prompts' layouts differ
 
 
+def test_layout_targets_of_several_render_seeds_are_the_mean_of_each_seeds(builtin):
+    from findcli.shapes.layouts import layout_targets
+
+    prompts = ["a red cube above a blue sphere", "three yellow cubes"]
+    each = [layout_targets(builtin, prompts, render_seed=s, steps=3)[0] for s in (5, 6)]
+    both, _ = layout_targets(builtin, prompts, render_seed=5, steps=3, render_seeds=2)
+    torch.testing.assert_close(both, (each[0] + each[1]) / 2, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(each[0], each[1], atol=1e-2)
+    with pytest.raises(FindError, match="render_seeds must be an integer >= 1"):
+        layout_targets(builtin, prompts, render_seeds=0)
+
+
 def test_word_features_equal_a_hand_lookup_of_ids_embeddings_and_positions(builtin):
     from findcli.conditional import WORD_POSITIONS as P, word_features
 

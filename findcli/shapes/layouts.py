@@ -42,10 +42,12 @@ def lowpass(mu: torch.Tensor, shape: tuple[int, ...], k: int) -> torch.Tensor:
 @torch.no_grad()
 def layout_targets(pipe, prompts: list[str], sigma: float = 0.3, pool: int = 2, render_seed: int = 0,
                    steps: int = 20, guidance: float = 1.0, batch: int = 32,
-                   on_batch: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   on_batch: Callable[[int, int], None] | None = None,
+                   render_seeds: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """(μ, log σ), each (N, D) float32 on the CPU, of the layout teacher for `prompts` (built-in grammar)
     on the built-in `pipe`. Prompts are rendered, encoded and inverted `batch` at a time; `on_batch(done,
-    total)` after each."""
+    total)` after each. `render_seeds` > 1: μ is the mean of the lowpassed inversions of the scenes of
+    seeds render_seed, ..., render_seed + render_seeds − 1."""
     from findcli.inversion import ddim_invert
     from findcli.shapes.world import parse_prompt, render
 
@@ -56,14 +58,21 @@ def layout_targets(pipe, prompts: list[str], sigma: float = 0.3, pool: int = 2, 
     specs = [parse_prompt(p) for p in prompts]
     vae = pipe.vae
     size = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)  # the pipeline's default image size
-    out = []
-    for i in range(0, len(prompts), batch):
-        imgs = torch.cat([render([s], torch.Generator().manual_seed(render_seed), size) for s in specs[i:i + batch]])
-        x = (imgs * 2 - 1).to(vae.device, vae.dtype)
-        z0 = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
-        zt = ddim_invert(pipe, z0, prompts[i:i + batch], steps, guidance).float().cpu()
-        out.append(zt.flatten(1))
-        if on_batch is not None:
-            on_batch(min(i + batch, len(prompts)), len(prompts))
-    mu = lowpass(torch.cat(out), tuple(zt.shape[1:]), pool)
+    if not (isinstance(render_seeds, int) and render_seeds >= 1):
+        raise FindError(f"the layout teacher's render_seeds must be an integer >= 1, got {render_seeds!r}")
+    mu, n = None, len(prompts)
+    for r in range(render_seeds):
+        out = []
+        for i in range(0, n, batch):
+            seed = render_seed + r
+            imgs = torch.cat([render([s], torch.Generator().manual_seed(seed), size) for s in specs[i:i + batch]])
+            x = (imgs * 2 - 1).to(vae.device, vae.dtype)
+            z0 = vae.encode(x).latent_dist.mean * vae.config.scaling_factor
+            zt = ddim_invert(pipe, z0, prompts[i:i + batch], steps, guidance).float().cpu()
+            out.append(zt.flatten(1))
+            if on_batch is not None:
+                on_batch(r * n + min(i + batch, n), render_seeds * n)
+        m = lowpass(torch.cat(out), tuple(zt.shape[1:]), pool)
+        mu = m if mu is None else mu + m
+    mu = mu / render_seeds
     return mu, torch.full_like(mu, math.log(sigma))
