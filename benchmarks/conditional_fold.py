@@ -58,17 +58,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from findcli.conditional import ConditionalConfig, build_policy, distill  # noqa: E402
+from findcli.conditional import WORD_POSITIONS, ConditionalConfig, build_policy, distill, word_features  # noqa: E402
 from findcli.evaluation import read_suite, slug  # noqa: E402
 from findcli.pipeline import Rollout, SamplerSettings, grid, load_runtime  # noqa: E402
 from findcli.policy import GaussianPolicy, load_policy, save_policy  # noqa: E402
 from findcli.sampling import draw  # noqa: E402
 from findcli.shapes import IMAGE_WORLD  # noqa: E402
-from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt, render  # noqa: E402
+from findcli.shapes.layouts import layout_targets  # noqa: E402
+from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
 
-WORD_POS = 16  # --word-features: positions counted from the start and from the end (one-hot; later ones share the last)
+WORD_POS = WORD_POSITIONS  # --word-features: positions counted from the start and from the end (findcli.conditional.word_features)
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--policies", nargs="+", default=["benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt"])
 ap.add_argument("--train", nargs="+", default=["benchmarks/prompts/conditional_train.txt"])
@@ -211,32 +212,15 @@ class Invert:
     --invert-sigma everywhere. It reads the parse and the renderer, as `factor` reads the parse; nothing judged."""
 
     def __init__(self, gain: float):
-        from diffusers import DDIMInverseScheduler
-
         self.gain, self.cache, self.pool = gain, {}, a.invert_pool
-        self.inv = DDIMInverseScheduler.from_config(pipe.scheduler.config)
-        self.inv.set_timesteps(SamplerSettings().steps)
 
-    @torch.no_grad()
-    def prepare(self, prompts: list[str], batch: int = 32) -> None:
+    def prepare(self, prompts: list[str]) -> None:
+        """The inverted z_T of each prompt not yet cached: findcli.shapes.layouts.layout_targets at pool 1
+        (no lowpass), the library's teacher (`find train --conditional --teacher layouts`)."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self.cache]
-        for i in range(0, len(todo), batch):
-            ps = todo[i:i + batch]
-            img = torch.cat([render([parse_prompt(p)], torch.Generator().manual_seed(a.render_seed)) for p in ps])
-            z = pipe.vae.encode(img * 2 - 1).latent_dist.mean * pipe.vae.config.scaling_factor
-            g = a.invert_guidance
-            embs = [pipe.encode_prompt(p, "cpu", 1, g > 1) for p in ps]
-            pe = torch.cat([e[0] for e in embs])
-            ne = torch.cat([e[1] for e in embs]) if g > 1 else None
-            for t in self.inv.timesteps:
-                if g > 1:
-                    eu, ec = pipe.unet(torch.cat([z, z]), t, encoder_hidden_states=torch.cat([ne, pe])).sample.chunk(2)
-                    e = eu + g * (ec - eu)
-                else:
-                    e = pipe.unet(z, t, encoder_hidden_states=pe).sample
-                z = self.inv.step(e, t, z).prev_sample
-            for p, zp in zip(ps, z):
-                self.cache[p] = zp.float().flatten()
+        if todo:
+            z, _ = layout_targets(pipe, todo, 1.0, 1, a.render_seed, SamplerSettings().steps, a.invert_guidance)
+            self.cache.update(zip(todo, z))
 
     def policy(self, prompt: str) -> GaussianPolicy:
         self.prepare([prompt])
@@ -289,18 +273,7 @@ with torch.no_grad():
     text = {p: ro[p].text_features().float() for p in ro}
     toks = {p: ro[p].token_text().float() for p in ro}
     if a.word_features:  # context-free: the tokenizer's ids, the input embedding table, and positions
-        emb, POS = pipe.text_encoder.get_input_embeddings(), WORD_POS
-
-        def context_free(p: str) -> tuple[torch.Tensor, torch.Tensor]:
-            ids = pipe.tokenizer(p, truncation=True, max_length=pipe.tokenizer.model_max_length,
-                                 return_tensors="pt").input_ids[0]  # <bos> words <eos>, no padding
-            n, j = ids.numel(), torch.arange(ids.numel())
-            e = emb(ids).float()
-            onehot = torch.nn.functional.one_hot
-            tok = torch.cat([e, onehot(j.clamp(max=POS - 1), POS).float(), onehot((n - 1 - j).clamp(max=POS - 1), POS).float()], -1)
-            return e.mean(0), torch.nn.functional.pad(tok, (0, 0, 0, max(0, 2 * POS - n)))[:2 * POS]  # zero rows after <eos>
-
-        cf = {p: context_free(p) for p in ro}
+        cf = {p: word_features(pipe, p) for p in ro}
         text, toks = {p: cf[p][0] for p in ro}, {p: cf[p][1] for p in ro}
     if a.with_words:
         def words(p: str) -> torch.Tensor:
