@@ -48,8 +48,8 @@ def train(
                                                    "network to DDIM inversions of scenes the built-in renderer "
                                                    "draws for each prompt (built-in model only; then slots on "
                                                    "word features unless --arch/--features say otherwise); FIND "
-                                                   "iterations from there only with --iterations N (measured to "
-                                                   "lower held-out success: RESULTS.md §10.7)")] = None,
+                                                   "iterations from there only with --iterations N (measured not "
+                                                   "to raise held-out success: RESULTS.md §10.7)")] = None,
     features: Annotated[Optional[str], typer.Option("--features", help="--conditional: what the network reads, "
                                                     "encoder (the text encoder's embeddings) or words (each "
                                                     "token's word embedding and position, context-free)")] = None,

@@ -11,6 +11,9 @@ For each prompt, with no per-prompt FIND run and no judge:
                                                      repeated over them
     log σ    = log(sigma) everywhere
 
+(`render_seeds` > 1 averages μ over that many scenes per prompt; on the fold that blurred the layouts and
+lost 16 points, RESULTS.md §10.7, so one scene is the default.)
+
 N(μ, σ²) is a per-prompt policy (on 11 fold prompts it was judged 82.1%, as high as their own FIND policies),
 and its text-only pupil (findcli.conditional, `--teacher layouts`) is what serves prompts never seen.
 """
