@@ -820,7 +820,7 @@ def teacher_policy(pipe, prompts: list[str], cfg: ConditionalConfig,
     `distill` for cfg.distill_steps, seeded by cfg.seed. Events: "teacher" {done, total} per rendered
     and inverted batch, "distill" {step, steps, loss} every 20 steps. Returns (network, info)."""
     from findcli.pipeline import Rollout, SamplerSettings, denoiser
-    from findcli.shapes.layouts import layout_targets
+    from findcli import shapes
 
     emit = on_event or (lambda kind, data: None)
     if cfg.teacher != "layouts":
@@ -828,9 +828,9 @@ def teacher_policy(pipe, prompts: list[str], cfg: ConditionalConfig,
     device = denoiser(pipe).device
     ro = Rollout(pipe, prompts[0], SamplerSettings(cfg.steps, cfg.guidance, cfg.eta))
     t0 = time.perf_counter()
-    mu, log_sigma = layout_targets(pipe, prompts, cfg.teacher_sigma, cfg.pool, cfg.render_seed, cfg.steps,
-                                   on_batch=lambda done, total: emit("teacher", {"done": done, "total": total}),
-                                   render_seeds=cfg.render_seeds)
+    mu, log_sigma = shapes.layout_targets(pipe, prompts, sigma=cfg.teacher_sigma, pool=cfg.pool,
+                                          render_seed=cfg.render_seed, steps=cfg.steps, render_seeds=cfg.render_seeds,
+                                          on_batch=lambda done, total: emit("teacher", {"done": done, "total": total}))
     t_teacher = time.perf_counter() - t0
     text, tokens = prompt_features(pipe, prompts, cfg.features, cfg.arch)
     torch.manual_seed(cfg.seed)

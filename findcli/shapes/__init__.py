@@ -15,6 +15,8 @@ prompts may use, how its images are judged or which reward suits it; it asks her
   CLIP_MODEL               the --reward-model `clip` uses on it when none is given
   detector_reward(device)  the `find-shapes-detector` reward (DEFAULT_REWARD)
   builtin_clip_spec()      (open_clip name, checkpoint) of the shipped CLIP, registered with open_clip
+  layout_targets(pipe, ps) the conditional policy's layout teacher: (μ, log σ) per prompt from the DDIM
+                           inversion of a scene the renderer draws for it (findcli.shapes.layouts)
 
 Those names are the image world's. There are two built-in worlds, each a `World` with the same
 methods (model_dir, model_version, check_prompt, category, judge_images, load_suite, default_reward,
@@ -219,6 +221,15 @@ def detector_reward(device):
     from findcli.shapes.detector import DetectorReward
 
     return DetectorReward(device)
+
+
+def layout_targets(pipe, prompts: list[str], **options):
+    """The layout teacher's (μ, log σ), (N, D) each, for `prompts` on the built-in image `pipe`
+    (findcli.shapes.layouts.layout_targets: its options sigma, pool, render_seed, steps, guidance, batch,
+    on_batch, render_seeds)."""
+    from findcli.shapes.layouts import layout_targets as targets
+
+    return targets(pipe, prompts, **options)
 
 
 def builtin_clip_spec() -> tuple[str, str]:
