@@ -59,17 +59,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from findcli.conditional import WORD_POSITIONS, ConditionalConfig, build_policy, distill, word_features  # noqa: E402
+from findcli.shapes import layout_targets  # noqa: E402
 from findcli.evaluation import read_suite, slug  # noqa: E402
 from findcli.pipeline import Rollout, SamplerSettings, grid, load_runtime  # noqa: E402
 from findcli.policy import GaussianPolicy, load_policy, save_policy  # noqa: E402
 from findcli.sampling import draw  # noqa: E402
 from findcli.shapes import IMAGE_WORLD  # noqa: E402
-from findcli.shapes.layouts import layout_targets  # noqa: E402
 from findcli.shapes.world import CONVERSE, COUNTS, RELATIONS, parse_prompt  # noqa: E402
 from policy_transfer import lowpass  # noqa: E402
 from reward_auc import template_specs  # noqa: E402
 
-WORD_POS = WORD_POSITIONS  # --word-features: positions counted from the start and from the end (findcli.conditional.word_features)
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--policies", nargs="+", default=["benchmarks/results/conditional_issue15/session4/per_prompt_policies/*.pt"])
 ap.add_argument("--train", nargs="+", default=["benchmarks/prompts/conditional_train.txt"])
@@ -84,7 +83,7 @@ ap.add_argument("--with-words", action="store_true", help="token features: the p
                 "token's input (word) embedding, which no context changes (a code can then be the word's alone)")
 ap.add_argument("--word-features", action="store_true", help="context-free features instead of the text encoder's: "
                 "per token its input (word) embedding and its position from the start and from the end (one-hot, "
-                f"{WORD_POS} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
+                f"{WORD_POSITIONS} each), per prompt the mean word embedding; no encoder layer runs, so a word's code cannot "
                 "depend on the words around it (RESULTS.md §10.5)")
 ap.add_argument("--teacher", choices=["factor", "invert"], default="factor", help="what the t<arch> arms are taught by")
 ap.add_argument("--invert-sigma", type=float, default=0.5, help="`invert` teacher: σ of its policies")
@@ -219,7 +218,8 @@ class Invert:
         (no lowpass), the library's teacher (`find train --conditional --teacher layouts`)."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self.cache]
         if todo:
-            z, _ = layout_targets(pipe, todo, 1.0, 1, a.render_seed, SamplerSettings().steps, a.invert_guidance)
+            z, _ = layout_targets(pipe, todo, sigma=1.0, pool=1, render_seed=a.render_seed, steps=SamplerSettings().steps,
+                                  guidance=a.invert_guidance)
             self.cache.update(zip(todo, z))
 
     def policy(self, prompt: str) -> GaussianPolicy:
@@ -337,7 +337,7 @@ if a.pupil_gap:  # how closely each taught network reproduces its teacher's coar
             # a network fitted to the policies directly is compared with the parse-based fit all the same
             tk = "invert" if kind.startswith("t") and a.teacher == "invert" else "factor"
             if (tk, gain) not in nets:
-                nets[(tk, gain)] = Factor(fit_p, float(gain))
+                nets[(tk, gain)] = Factor(fit_p, float(gain)) if tk == "factor" else Invert(float(gain))
             teacher, pool = nets[(tk, gain)], (a.invert_pool if tk == "invert" else 2)
             net = nets[(kind, gain)]
             gap = {}

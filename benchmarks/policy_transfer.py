@@ -22,11 +22,7 @@ from pathlib import Path
 import torch
 
 
-def lowpass(mu: torch.Tensor, shape: tuple[int, ...], k: int) -> torch.Tensor:
-    """μ averaged over k×k cells of its last two dims (image latents (C, H, W), H and W divisible by k)."""
-    m = mu.reshape(1, *shape)
-    return torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(m, k), scale_factor=k,
-                                           mode="nearest").reshape(-1)
+from findcli.shapes.layouts import lowpass  # noqa: E402,F401 - μ averaged over k×k latent cells (the scripts here import it from this module)
 
 
 def group_of(prompt: str) -> str:

@@ -385,6 +385,18 @@ class SlotConditionalPolicy(_TokenGrid):
                 "token_dim": self.token_dim, "pool": self.pool, "role_rank": self.role_rank,
                 "bias_rank": self.bias_rank, "channel_axis": self.channel_axis}
 
+    WHOLE_PROMPT = ("layout", "Ub", "log_scale")  # the terms that read only the whole prompt (cfg.tune "layout")
+
+    def groups(self, cfg: ConditionalConfig) -> list[dict]:
+        """_TokenGrid's groups; with cfg.tune "layout" one group of the WHOLE_PROMPT terms at cfg.net_lr, every
+        other parameter (codes, masks, μ0, s0) frozen where it starts."""
+        groups = super().groups(cfg)
+        if cfg.tune != "layout":
+            return groups
+        for n, q in self.named_parameters():
+            q.requires_grad_(q.requires_grad and n.split(".")[0] in self.WHOLE_PROMPT)
+        return [{"params": [q for q in self.parameters() if q.requires_grad], "lr": cfg.net_lr}]
+
     def forward(self, text: torch.Tensor, tokens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         single = text.dim() == 1
         g, t = self._inputs(text, tokens)
@@ -588,12 +600,7 @@ def train_conditional(pipe, prompts: list[str], reward, cfg: ConditionalConfig,
                             f"latents {list(init.latent_shape)}; this run trains {cfg.arch} on {cfg.features} "
                             f"features for {list(shape)}")
         policy = init.to(device).train().requires_grad_(True)
-    groups = policy.groups(cfg)
-    if cfg.tune == "layout":  # only the whole-prompt terms learn; codes, masks, μ0 and s0 stay where they start
-        for n, q in policy.named_parameters():
-            q.requires_grad_(q.requires_grad and n.split(".")[0] in ("layout", "Ub", "log_scale"))
-        groups = [{"params": [q for q in policy.parameters() if q.requires_grad], "lr": cfg.net_lr}]
-    opt = torch.optim.Adam(groups)
+    opt = torch.optim.Adam(policy.groups(cfg))
     start = None
     if cfg.kl_to == "start":  # a frozen copy of where the iterations begin: the KL's target per prompt
         import copy

@@ -451,7 +451,7 @@ def test_kl_between_gaussians_equals_torch_distributions_in_float64():
     assert torch.equal(kl_gaussians(mu, ls, mu, ls), torch.zeros(3, dtype=torch.float64))
 
 
-def test_kl_to_the_start_equals_findS_kl_when_the_start_is_the_standard_normal(pipe, targets):
+def test_kl_to_an_untrained_start_equals_the_kl_to_the_standard_normal(pipe, targets):
     """Untrained, the network is N(0, I) for every prompt, so a KL to its frozen copy is FIND's KL to
     N(0, I): the same trajectory (kl_weight large so that the term matters)."""
     runs = [train_conditional(pipe, PROMPTS, _reward(targets), _cfg(iterations=3, kl_weight=0.5, kl_to=k))
@@ -483,5 +483,10 @@ def test_tune_layout_moves_only_the_whole_prompt_terms(pipe, targets):
     changed = {k for k, v in init.items() if not torch.equal(v, after[k])}
     assert changed and changed <= {"layout.weight", "layout.bias", "Ub", "log_scale.weight", "log_scale.bias"}, changed
     assert "Ub" in changed
+    # the module it leaves behind is not stuck: tune "all" from it trains the codes again
+    frozen = {k: v.clone() for k, v in res.policy.state_dict().items()}
+    res = train_conditional(pipe, PROMPTS, _reward(targets), _cfg(arch="slots", role_rank=2, bias_rank=2, iterations=1,
+                                                                  net_lr=0.05), init=res.policy)
+    assert not torch.equal(res.policy.state_dict()["code.weight"], frozen["code.weight"])
     with pytest.raises(FindError, match="tune=layout"):
         _cfg(tune="layout").validate()
