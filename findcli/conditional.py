@@ -755,12 +755,9 @@ def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_sp
 def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
     """The per-prompt PolicyFile a conditional policy gives `prompt` on `pipe` (its text feature
     through the network): what `find sample` and `find eval` then draw from, as from any policy."""
-    from findcli.pipeline import Rollout, SamplerSettings
     from findcli.policy import PolicyFile
 
-    features = getattr(cond, "features", "encoder")
-    text, tokens = prompt_features(pipe, [prompt], features, cond.kind, [Rollout(pipe, prompt, SamplerSettings())]
-                                   if features == "encoder" else None)
+    text, tokens = prompt_features(pipe, [prompt], getattr(cond, "features", "encoder"), cond.kind)
     feat = text[0]
     fix = f"use the model it was trained with ({meta.get('model')})"
     if feat.numel() != cond.text_dim:
