@@ -29,7 +29,10 @@ No value net: the per-prompt group statistics are the baseline.
 
 With a teacher (cfg.teacher "layouts", built-in image model; `teacher_policy`), the network is first
 distilled to the teacher's per-prompt policies for every prompt of the set (no images scored), and the
-FIND iterations (none unless asked) start from there. The network reads the generator's text embeddings
+FIND iterations (none unless asked) start from there. A run can also start from a conditional policy
+file (ConditionalRequest.init, `find train --prompts FILE --conditional --init COND.pt`): the FIND
+objective on any prompt set, from a network trained before (e.g. distilled by a teacher on another set),
+with that network's architecture and sampler. The network reads the generator's text embeddings
 (cfg.features "encoder") or context-free word features ("words", `word_features`); the file records which.
 File format "findcli-conditional-policy" (see `save_conditional` / `load_conditional`).
 """
@@ -446,6 +449,7 @@ class ConditionalResult:
     wall_s: float = 0.0
     images: int = 0  # images generated (and scored) in training
     teacher: dict = field(default_factory=dict)  # the distillation before the FIND iterations (teacher_policy), if any
+    init: dict = field(default_factory=dict)  # the conditional policy file the iterations started from (--init), if any
 
 
 def iteration_prompts(n_prompts: int, per_iteration: int, seed: int, iteration: int) -> list[int]:
@@ -748,7 +752,7 @@ def conditional_meta(pipe, cfg: ConditionalConfig, prompts: list[str], reward_sp
             "family": ro.family, "latent_layout": ro.latent_layout, "steps": cfg.steps, "guidance": cfg.guidance,
             "eta": cfg.eta, "height": ro.height, "width": ro.width, "frames": ro.frames, "reward": reward_spec,
             "seed": cfg.seed, "prompts": list(prompts), "config": asdict(cfg), "train_s": round(res.wall_s, 1),
-            "train_images": res.images, "teacher": dict(res.teacher),
+            "train_images": res.images, "teacher": dict(res.teacher), "init": dict(res.init),
             "final_stats": {k: v for k, v in last.items() if k != "prompts"}}
 
 
@@ -814,6 +818,32 @@ class ConditionalRequest:
     device: str = "auto"
     dtype: str = "auto"
     kernels: str | None = None
+    init: Path | None = None  # start from this conditional policy file (its network and sampler) instead of N(0, I)
+
+
+# The fields that fix a network's shape (build_policy) and the sampler it was trained for: a run that starts
+# from a file (--init) takes them from the file; a network field given with a different value is refused, a
+# sampler field given explicitly wins (FIND then adapts the network to that sampler).
+NETWORK_FIELDS = ("arch", "features", "rank", "hidden", "pool", "key_dim", "modes", "role_rank", "bias_rank")
+SAMPLER_FIELDS = ("steps", "guidance", "eta")
+
+
+def config_from_init(path: Path, overrides: dict) -> tuple["ConditionalPolicy", dict, "ConditionalConfig"]:
+    """(network, its file's meta, the run's config) for a run that starts from the conditional policy in
+    `path`: the file's network and sampler fields under the explicit `overrides` (ConditionalConfig's own
+    defaults for the rest, so no teacher and its default iterations); one-line errors for a teacher, or a
+    network field that contradicts the file."""
+    if overrides.get("teacher", "none") != "none":
+        raise FindError(f"--init {path} starts from a trained network; a teacher would replace it: drop --teacher")
+    net, meta = load_conditional(path)
+    saved = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    inherited = {k: saved[k] for k in NETWORK_FIELDS + SAMPLER_FIELDS if k in saved}
+    inherited.update(arch=net.kind, features=getattr(net, "features", "encoder"))  # what the weights are
+    for k in NETWORK_FIELDS:
+        if k in overrides and k in inherited and overrides[k] != inherited[k]:
+            raise FindError(f"--init {path} is a {inherited['arch']} network with {k}={inherited[k]}; "
+                            f"drop --{k.replace('_', '-')} (or --set {k}=...) to train that network")
+    return net, meta, ConditionalConfig(**{**inherited, **overrides})
 
 
 def teacher_policy(pipe, prompts: list[str], cfg: ConditionalConfig,
@@ -866,7 +896,11 @@ def train_conditional_file(request: ConditionalRequest,
     if unknown:
         raise FindError(f"--conditional trains one network for every prompt; {', '.join('--' + k.replace('_', '-') for k in sorted(unknown))} "
                         "belong(s) to the per-prompt trainer: drop it")
-    cfg = ConditionalConfig.with_teacher_defaults(r.overrides)
+    init = init_meta = None
+    if r.init is not None:
+        init, init_meta, cfg = config_from_init(Path(r.init), r.overrides)
+    else:
+        cfg = ConditionalConfig.with_teacher_defaults(r.overrides)
     cfg.validate()
     limits.check_all({k: v for k, v in r.overrides.items() if k in ("steps", "guidance", "eta", "seed", "max_batch")})
     items = read_suite(r.prompts)
@@ -891,13 +925,26 @@ def train_conditional_file(request: ConditionalRequest,
     if r.out.suffix != ".pt":
         raise FindError(f"--out {r.out}: a conditional policy is a .pt file")
     atomic.check_writable(r.out)
+    if init_meta is not None:
+        from findcli.pipeline import model_id
+
+        if init_meta.get("model") != model_id(r.model):
+            raise FindError(f"--init {r.init} was trained for model {init_meta.get('model')!r}, not {model_id(r.model)!r}; "
+                            "pass the same --model")
     dev, _, pipe, _ = load_runtime(r.model, r.device, r.dtype, r.kernels)
     spec = r.reward or default_reward(r.model)
     reward, _ = build_reward(spec, r.reward_model, r.model, dev)
-    emit("start", {"prompts": prompts, "cfg": cfg, "reward": getattr(reward, "spec", str(spec)), "duplicates": dup})
-    init, info = teacher_policy(pipe, prompts, cfg, emit) if cfg.teacher != "none" else (None, {})
+    emit("start", {"prompts": prompts, "cfg": cfg, "reward": getattr(reward, "spec", str(spec)), "duplicates": dup,
+                   "init": r.init})
+    info = {}
+    if cfg.teacher != "none":
+        init, info = teacher_policy(pipe, prompts, cfg, emit)
     res = train_conditional(pipe, prompts, reward, cfg, lambda m: emit("iteration", {"metrics": m}), init)
     res.teacher = info
+    if init_meta is not None:  # where the network came from: that file's own training, in short
+        res.init = {"path": str(r.init), "prompts": len(init_meta.get("prompts", [])),
+                    "train_images": init_meta.get("train_images"), "teacher": init_meta.get("teacher", {}),
+                    "config": init_meta.get("config", {})}
     save_conditional(r.out, res.policy, conditional_meta(pipe, cfg, prompts, getattr(reward, "spec", str(spec)), res))
     emit("done", {"result": res, "out": r.out})
     return res

@@ -262,8 +262,15 @@ def train(request: TrainRequest, on_event: Event | None = None, cache: RuntimeCa
             elif request.init is not None:
                 from findcli.sampling import check_family
 
-                start = load_policy(request.init)
-                check_family(start.meta, pipe, str(request.init))
+                from findcli import conditional
+
+                cond = conditional.load_if_conditional(request.init)
+                if cond is not None:  # a conditional policy: start from its prediction for this prompt
+                    check_family(cond[1], pipe, str(request.init))
+                    start = conditional.policy_file_for(cond[0], cond[1], pipe, cfg.prompt)
+                else:
+                    start = load_policy(request.init)
+                    check_family(start.meta, pipe, str(request.init))
                 check_latent_shape(start.policy, trainer.shape, start.meta.get("model"))
                 trainer.init_from(start.policy.mu, start.policy.log_sigma)
             emit("start", {"trainer": trainer, "reward": reward_fn.spec,

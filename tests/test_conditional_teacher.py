@@ -237,6 +237,95 @@ def test_find_train_teacher_layouts_writes_the_distilled_network_and_serves_unse
     assert 0 < moved < 1.0
 
 
+def test_find_train_init_from_a_conditional_file_equals_train_conditional_from_that_network(builtin, tmp_path):
+    """--conditional --init COND.pt: the FIND iterations on another prompt set start from the file's network,
+    with its architecture, features and sampler (oracle: train_conditional called on the loaded network
+    with the same config gives the same weights); the file records where it started. A per-prompt
+    `find train PROMPT --init COND.pt` starts from the network's prediction for PROMPT (oracle: the same
+    run started from that prediction saved as a per-prompt policy file)."""
+    from typer.testing import CliRunner
+
+    from findcli.conditional import ConditionalConfig, load_conditional, policy_file_for, train_conditional
+    from findcli.main import app
+    from findcli.policy import load_policy, save_policy
+    from findcli.training import build_reward, default_reward
+
+    runner = CliRunner()
+    teach, find_set = tmp_path / "teach.txt", tmp_path / "find.txt"
+    teach.write_text("a red cube on a blue sphere\nthree red spheres\n")
+    find_set.write_text("a green pyramid under a yellow cube\ntwo blue cubes\n")
+    cond = tmp_path / "cond.pt"
+    res = runner.invoke(app, ["train", "--prompts", str(teach), "--conditional", "--teacher", "layouts", "--device",
+                              "cpu", "--steps", "2", "--set", "distill_steps=20", "--set", "role_rank=4", "--out", str(cond)])
+    assert res.exit_code == 0, res.output
+    start, _ = load_conditional(cond)
+    out = tmp_path / "tuned.pt"
+    res = runner.invoke(app, ["train", "--prompts", str(find_set), "--conditional", "--init", str(cond), "--device", "cpu",
+                              "--iterations", "2", "--batch", "2", "--set", "tune=layout", "--set", "kl_to=start",
+                              "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"from {cond}" in res.output
+    pol, meta = load_conditional(out)
+    c = meta["config"]
+    assert (pol.kind, pol.features, pol.role_rank, c["steps"], c["teacher"], c["tune"]) == ("slots", "words", 4, 2, "none", "layout")
+    assert meta["init"]["path"] == str(cond) and meta["init"]["prompts"] == 2 and meta["init"]["teacher"]["kind"] == "layouts"
+    assert meta["train_images"] == 2 * 2 * 2 and meta["prompts"] == find_set.read_text().split("\n")[:2]
+    cfg = ConditionalConfig(**c)
+    reward, _ = build_reward(default_reward(None), None, None, torch.device("cpu"))
+    ref = train_conditional(builtin, meta["prompts"], reward, cfg, init=load_conditional(cond)[0]).policy
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(pol.state_dict()[k], v, rtol=0, atol=0, msg=k)
+    moved = max((pol.state_dict()[k] - v).abs().max().item() for k, v in start.state_dict().items())
+    assert moved > 0
+    # one prompt, per-prompt FIND from the network's prediction for it
+    prompt = "a yellow sphere to the left of a green cube"
+    pf = policy_file_for(start, load_conditional(cond)[1], builtin, prompt)
+    save_policy(tmp_path / "pred.pt", pf.policy, pf.meta)
+    outs = []
+    for init in (cond, tmp_path / "pred.pt"):
+        o = tmp_path / f"one_{init.stem}.pt"
+        res = runner.invoke(app, ["train", prompt, "--init", str(init), "--device", "cpu", "--steps", "2",
+                                  "--iterations", "1", "--batch", "2", "--out", str(o)])
+        assert res.exit_code == 0, res.output
+        outs.append(load_policy(o).policy)
+    assert torch.equal(outs[0].mu, outs[1].mu) and torch.equal(outs[0].log_sigma, outs[1].log_sigma)
+    assert not torch.equal(outs[0].mu, torch.zeros_like(outs[0].mu))
+
+
+def test_find_train_conditional_init_refuses_bad_input_in_one_line(tiny_pipeline_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from findcli.conditional import SlotConditionalPolicy, save_conditional
+    from findcli.main import app
+    from findcli.policy import GaussianPolicy, save_policy
+
+    suite = tmp_path / "set.txt"
+    suite.write_text("a red cube on a blue sphere\n")
+    net = SlotConditionalPolicy((4, 8, 8), 16, 16, 2, 4, 2, 0)
+    net.features = "words"
+    cond = tmp_path / "cond.pt"
+    save_conditional(cond, net, {"model": "builtin", "prompts": ["a red cube"],
+                                 "config": {"arch": "slots", "features": "words", "role_rank": 4, "bias_rank": 2, "steps": 3}})
+    per_prompt = tmp_path / "one.pt"
+    save_policy(per_prompt, GaussianPolicy((4, 8, 8)), {"prompt": "a red cube", "model": "builtin", "steps": 3,
+                                                        "guidance": 7.5, "eta": 0.0, "seed": 0})
+    runner = CliRunner()
+    base = ["train", "--prompts", str(suite), "--conditional", "--device", "cpu"]
+    cases = [
+        (["--init", str(cond), "--teacher", "layouts"], "drop --teacher"),
+        (["--init", str(cond), "--set", "role_rank=8"], "slots network with role_rank=4"),
+        (["--init", str(cond), "--arch", "mlp"], "drop --arch"),
+        (["--init", str(per_prompt)], "is not a findcli conditional policy"),
+        (["--init", str(tmp_path / "missing.pt")], "does not exist"),
+        (["--init", str(cond), "--model", str(tiny_pipeline_dir)], "was trained for model 'builtin'"),
+    ]
+    for extra, msg in cases:
+        res = runner.invoke(app, base + extra + ["--out", str(tmp_path / "out.pt")])
+        assert res.exit_code != 0 and msg in res.output, (extra, res.output)
+        assert len(res.output.strip().splitlines()) == 1, res.output
+    assert not (tmp_path / "out.pt").exists()
+
+
 def test_find_train_teacher_refuses_bad_input_in_one_line(tiny_pipeline_dir, tmp_path):
     from typer.testing import CliRunner
 

@@ -113,7 +113,7 @@ def train(
     validate_n: Annotated[Optional[int], typer.Option("--validate-n", help="--keep best: images in the validation "
                                                       "draw")] = None,
     seed: Annotated[Optional[int], typer.Option("--seed", help="seed of ε and of the value-net init")] = None,
-    init: Annotated[Optional[Path], typer.Option("--init", help="start from this policy instead of N(0, I)")] = None,
+    init: Annotated[Optional[Path], typer.Option("--init", help="start from this policy instead of N(0, I) (with --conditional: a conditional policy file; the run keeps its network and sampler)")] = None,
     init_dir: Annotated[Optional[Path], typer.Option("--init-dir", help="with --prompts: start each prompt from "
                                                      "INIT/<slug>.pt (e.g. another set's --out-dir) instead of "
                                                      "N(0, I); a prompt without one there is listed as failed")] = None,
@@ -188,8 +188,8 @@ def _train_conditional(prompts, out, out_dir, request, cond_opts: dict, sets: li
 
     if world_from_env().size > 1:
         raise FindError("--conditional trains in one process; run it without torchrun / accelerate launch")
-    if request.prompt is not None or out_dir is not None or request.resume or request.init:
-        raise FindError("--conditional takes --prompts FILE and --out COND.pt; drop PROMPT, --out-dir, --resume, --init")
+    if request.prompt is not None or out_dir is not None or request.resume:
+        raise FindError("--conditional takes --prompts FILE and --out COND.pt; drop PROMPT, --out-dir, --resume")
     if request.check_reward or request.preset or request.attention != "sdpa" or request.compile:
         raise FindError("--conditional does not take --check-reward, --preset, --attention or --compile")
     given = {k: v for k, v in request.overrides.items() if v is not None}
@@ -206,7 +206,7 @@ def _train_conditional(prompts, out, out_dir, request, cond_opts: dict, sets: li
     try:
         train_conditional_file(ConditionalRequest(prompts, out, given, request.model, request.reward,
                                                   request.reward_model, request.device, request.dtype,
-                                                  request.kernels), view)
+                                                  request.kernels, request.init), view)
     finally:
         view.close()
 
@@ -228,8 +228,11 @@ class _ConditionalView:
             net = {"tokens": f"arch=tokens pool={cfg.pool}", "slots": f"arch=slots pool={cfg.pool} role_rank={cfg.role_rank}"}.get(
                 cfg.arch, f"arch=mlp rank={cfg.rank}")
             console.print(f"{len(data['prompts'])} prompts  reward={data['reward']}  {net}  "
-                          f"{cfg.prompts_per_iteration} prompts x {cfg.batch} images per iteration, "
+                          f"{min(cfg.prompts_per_iteration, len(data['prompts']))} prompts x {cfg.batch} images per iteration, "
                           f"{cfg.iterations} iterations")
+            if data.get("init") is not None:
+                console.print(f"from {data['init']} ({cfg.arch} on {cfg.features} features, DDIM {cfg.steps}, "
+                              f"guidance {cfg.guidance}); tune={cfg.tune} kl_to={cfg.kl_to} β={cfg.kl_weight}")
             if cfg.teacher != "none":
                 console.print(f"teacher {cfg.teacher}: σ={cfg.teacher_sigma} render_seed={cfg.render_seed}, "
                               f"distilled to {cfg.arch} on {cfg.features} features in {cfg.distill_steps} steps")
