@@ -8,6 +8,7 @@ Layout (what `find eval --prompts FILE --policy-dir DIR` reads): DIR/<slug>.pt p
   {"format": "findcli-prompt-set", "version": 1,
    "prompts_file": the FILE of the last run, "config": the set's TrainConfig (prompt left out),
    "init_dir": --init-dir of the set (null: every prompt starts from N(0, I)),
+   "init": --init COND.pt of the set, a conditional policy (null: none),
    "run": id of the last run, "world_size": its ranks, "started", "updated": UTC times,
    "complete": true once every prompt of the file is done, "counts": {status: prompts},
    "duplicates": [prompts the file repeats], "wall_s": seconds of the last run (rank 0, start to end),
@@ -27,6 +28,10 @@ starts afresh. The set's settings are fixed by its first run; a rerun with other
 another set's --out-dir, or a teacher's predictions, RESULTS.md §10.4) instead of N(0, I); "init" in
 its entry names the file. A prompt with no readable start file there is listed as failed and never
 started; the others still run. A resumed prompt continues from its checkpoint.
+--init COND.pt (a conditional policy, `find train --prompts FILE --conditional`): each prompt starts from
+the network's prediction for it (as `find train PROMPT --init COND.pt`), so a set of new prompts starts
+where one amortised network puts them and FIND refines each (RESULTS.md §10.8); "init" in each entry
+names the file. --init and --init-dir do not go together.
 
 Ranks (findcli.distributed): rank 0 plans (reads the file and DIR, holds the set's lock, writes the
 index) and broadcasts the plan; the prompts still to train are dealt round-robin; each rank trains
@@ -37,7 +42,7 @@ next one; a rank whose process dies leaves its prompt "running" until rank 0 (wh
 fails) records it as failed; torchrun stops the other ranks (SIGTERM: each saves its checkpoint and
 records "interrupted"), and the same command resumes (`torchrun --max-restarts N` reruns it by itself).
 
-Events sent to `on_event(kind, data)`: "set_start" {plan, world, mine, to_run, out_dir}, "prompt_start"
+Events sent to `on_event(kind, data)`: "set_start" {plan, world, mine, to_run, out_dir, init_file}, "prompt_start"
 {item, position, count}, the training events of findcli.training for that prompt, "set_progress"
 {finished, total} (rank 0, every few seconds), "prompt_done" {item, entry, error}, "set_done" {outcome}.
 """
@@ -77,7 +82,7 @@ PROGRESS_EVERY_S = 2.0  # rank 0 re-reads the index for the prompts bar at most 
 class PromptSetRequest:
     prompts: Path  # the prompt file: one prompt per line, `category<TAB>prompt` allowed, # comments
     out_dir: Path  # DIR: DIR/<slug>.pt per prompt (and its checkpoint, side files) and DIR/index.json
-    train: TrainRequest = field(default_factory=TrainRequest)  # every prompt's settings (prompt/out/resume/init unset)
+    train: TrainRequest = field(default_factory=TrainRequest)  # every prompt's settings (prompt/out/resume unset; init: a conditional policy or unset)
     init_dir: Path | None = None  # INIT: each prompt starts from INIT/<slug>.pt; None: from N(0, I)
 
 
@@ -90,7 +95,7 @@ class Item:
     action: str  # "skip" (finished), "resume" (from its checkpoint), "start" (a new run), "invalid" (not run)
     error: str | None = None  # why it cannot run (action "invalid")
     resume_from: int | None = None  # the checkpoint's iteration (action "resume")
-    init: str | None = None  # the policy it starts from, INIT/<slug>.pt (action "start" with --init-dir)
+    init: str | None = None  # the policy it starts from: INIT/<slug>.pt (--init-dir) or COND.pt (--init) (action "start")
 
 
 @dataclass
@@ -198,10 +203,20 @@ def _check_request(request: PromptSetRequest) -> None:
     t = request.train
     for given, flag, why in ((t.prompt, "a PROMPT", "the prompts come from --prompts"),
                              (t.out, "--out", "each prompt's policy is DIR/<slug>.pt of --out-dir"),
-                             (t.resume, "--resume", "a prompt set resumes by itself: run the same command again"),
-                             (t.init, "--init", "use --init-dir INIT: each prompt starts from INIT/<slug>.pt")):
+                             (t.resume, "--resume", "a prompt set resumes by itself: run the same command again")):
         if given is not None:
             raise FindError(f"{flag} does not go with --prompts FILE ({why})")
+    if t.init is not None:
+        from findcli.conditional import is_conditional, load_conditional
+
+        if request.init_dir is not None:
+            raise FindError("give --init COND.pt (one conditional policy for every prompt) or --init-dir INIT (a policy "
+                            "per prompt), not both")
+        if Path(t.init).is_file() and not is_conditional(t.init):
+            raise FindError(f"--init {str(t.init)!r} is a one-prompt policy; with --prompts FILE, --init takes a "
+                            "conditional policy (each prompt starts from its prediction); use --init-dir INIT to start "
+                            "each prompt from its own INIT/<slug>.pt")
+        load_conditional(t.init)  # missing, corrupt: one line now, before any prompt starts
     if request.out_dir is None:
         raise FindError("--prompts FILE needs --out-dir DIR (one policy DIR/<slug>.pt per prompt, and DIR/index.json)")
     if request.out_dir.exists() and not request.out_dir.is_dir():
@@ -237,8 +252,13 @@ def _init_dir(request: PromptSetRequest) -> str | None:
     return None if request.init_dir is None else str(request.init_dir.resolve())
 
 
+def _init_file(request: PromptSetRequest) -> str | None:
+    """--init COND.pt as the index records it (absolute, as _init_dir)."""
+    return None if request.train.init is None else str(Path(request.train.init).resolve())
+
+
 def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, taken: dict[str, str],
-              init_dir: Path | None = None) -> Item:
+              init_dir: Path | None = None, init_file: str | None = None) -> Item:
     from findcli.evaluation import slug
     from findcli.policy import checkpoint_path, load_checkpoint, load_policy
 
@@ -276,7 +296,7 @@ def _item_for(prompt: str, category: str | None, cfg, out_dir: Path, world, take
     except FindError as e:
         return Item(prompt, category, file, "invalid", str(e))
     if init_dir is None:
-        return Item(prompt, category, file, "start")
+        return Item(prompt, category, file, "start", init=init_file)
     start = init_dir / file
     if not start.exists():
         return Item(prompt, category, file, "invalid", f"--init-dir has no policy to start it from ({str(start)!r}); "
@@ -314,6 +334,9 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
     if index is not None and index.get("init_dir") != init_dir:  # as set_config does for the settings
         raise FindError(f"{str(out_dir)!r} holds a prompt set started from --init-dir {index.get('init_dir')!r}, not "
                         f"{init_dir!r}; rerun with its --init-dir to resume it, or choose another --out-dir")
+    if index is not None and index.get("init") != _init_file(request):
+        raise FindError(f"{str(out_dir)!r} holds a prompt set started from --init {index.get('init')!r}, not "
+                        f"{_init_file(request)!r}; rerun with its --init to resume it, or choose another --out-dir")
     from findcli.pipeline import resolve_model
     from findcli.rewards import parse_reward_spec
 
@@ -323,7 +346,7 @@ def plan_set(request: PromptSetRequest, run: str) -> Plan:
             parse_reward_spec(spec)
     world = shapes.world_of(request.train.model)  # a built-in world checks each prompt's words
     taken: dict[str, str] = {}
-    items = [_item_for(p, c, cfg, out_dir, world, taken, request.init_dir) for p, c in seen.items()]
+    items = [_item_for(p, c, cfg, out_dir, world, taken, request.init_dir, _init_file(request)) for p, c in seen.items()]
     config = dict(cfg.to_dict(), prompt="")
     plan = Plan(run, items, duplicates, config, index_path)
     _start_index(plan, request, index)
@@ -334,7 +357,7 @@ def _start_index(plan: Plan, request: PromptSetRequest, index: dict | None) -> N
     index = index or {"format": FORMAT_NAME, "version": FORMAT_VERSION, "prompts": {}}
     index.update({"prompts_file": str(request.prompts), "config": plan.config, "run": plan.run, "started": _now(),
                   "world_size": None, "complete": False, "duplicates": plan.duplicates,
-                  "init_dir": _init_dir(request)})
+                  "init_dir": _init_dir(request), "init": _init_file(request)})
     for it in plan.items:
         entry = index["prompts"].setdefault(it.prompt, {})
         entry.update({"file": it.file, "category": it.category})
@@ -475,7 +498,8 @@ def _run_share(request: PromptSetRequest, plan: Plan, world, emit: Event, t_star
 
     to_run = plan.to_run
     mine = distributed.round_robin(to_run, world.rank, world.size)
-    emit("set_start", {"plan": plan, "world": world, "mine": mine, "to_run": to_run, "out_dir": request.out_dir})
+    emit("set_start", {"plan": plan, "world": world, "mine": mine, "to_run": to_run, "out_dir": request.out_dir,
+                       "init_file": request.train.init})
     device = distributed.rank_device(request.train.device, world)
     cache = RuntimeCache()
     ran: list[str] = []

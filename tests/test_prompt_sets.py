@@ -146,7 +146,7 @@ def test_a_failed_prompt_is_retried_and_an_interrupted_one_resumes_bit_exactly(t
     ("a red sphere\n", ["a red sphere"], "a PROMPT does not go with --prompts"),
     ("a red sphere\n", ["--out", "x.pt"], "--out does not go with --prompts"),
     ("a red sphere\n", ["--resume", "x.pt"], "--resume does not go with --prompts"),
-    ("a red sphere\n", ["--init", "x.pt"], "--init does not go with --prompts"),
+    ("a red sphere\n", ["--init", "x.pt"], "conditional policy 'x.pt' does not exist"),
     ("a red sphere\n", ["--init-dir", "/nonexistent/inits"], "--init-dir '/nonexistent/inits' is not a folder"),
     ("a red sphere\n", ["--batch", "0"], "--batch must be an integer in"),
     ("a red sphere\n", ["--model", "/nonexistent/model"], "does not exist"),
@@ -232,3 +232,38 @@ def test_init_dir_starts_each_prompt_as_find_train_init_alone_and_lists_a_prompt
         invoke("train", "a red sphere", "--init-dir", starts))
     assert "--init-dir goes with --prompts FILE --out-dir DIR" in one_line_error(
         invoke("train", "--prompts", prompts, "--conditional", "--out", tmp_path / "c.pt", "--init-dir", starts))
+
+
+def test_init_conditional_starts_each_prompt_from_its_prediction_as_find_train_init_alone(tmp_path):
+    prompts = tmp_path / "set.txt"
+    prompts.write_text("a red sphere\na blue cube\n")
+    cond = tmp_path / "cond.pt"
+    assert invoke("train", "--prompts", prompts, "--conditional", "--out", cond, "--iterations", "1", "--batch", "2",
+                  "--steps", "4", "--device", "cpu").exit_code == 0
+    out = tmp_path / "from_cond"
+    res = invoke("train", "--prompts", prompts, "--out-dir", out, "--init", cond, *FAST, "--seed", 7)
+    assert res.exit_code == 0, res.output
+    assert f"start from {cond}'s prediction" in res.stdout
+    index = index_of(out)
+    assert index["init"] == str(cond.resolve()) and index["init_dir"] is None
+    assert all(e["status"] == "done" and e["init"] == str(cond) for e in index["prompts"].values())
+    # oracle: find train PROMPT --init COND.pt alone, bit for bit; and not N(0, I)'s run
+    for p in ("a red sphere", "a blue cube"):
+        alone = tmp_path / f"alone_{slug(p)}.pt"
+        assert invoke("train", p, "--out", alone, "--init", cond, *FAST, "--seed", 7).exit_code == 0
+        assert same_policy(out / f"{slug(p)}.pt", alone)
+    cold = tmp_path / "cold.pt"
+    assert invoke("train", "a red sphere", "--out", cold, *FAST, "--seed", 7).exit_code == 0
+    assert not same_policy(out / "a_red_sphere.pt", cold)
+    # the set is tied to its --init; a one-prompt policy, or --init with --init-dir: one line, nothing written
+    before = (out / "index.json").read_text()
+    assert "rerun with its --init to resume it" in one_line_error(
+        invoke("train", "--prompts", prompts, "--out-dir", out, *FAST, "--seed", 7))
+    assert (out / "index.json").read_text() == before
+    assert "is a one-prompt policy" in one_line_error(
+        invoke("train", "--prompts", prompts, "--out-dir", tmp_path / "x", "--init", cold, *FAST))
+    assert "not both" in one_line_error(
+        invoke("train", "--prompts", prompts, "--out-dir", tmp_path / "y", "--init", cond, "--init-dir", out, *FAST))
+    assert "does not exist" in one_line_error(
+        invoke("train", "--prompts", prompts, "--out-dir", tmp_path / "z", "--init", tmp_path / "nope.pt", *FAST))
+    assert not any((tmp_path / d).exists() for d in ("x", "y", "z"))

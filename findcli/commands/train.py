@@ -451,9 +451,12 @@ class _PromptSetView:
         if world.distributed:
             console.print(f"  ranks={world.size}: prompts dealt round-robin ({len(data['mine'])} on rank 0), "
                           "each trained as one process would")
-        starts = {str(Path(it.init).parent) for it in to_run if it.init}
-        if starts:
-            console.print(f"  new prompts start from their policy in {', '.join(sorted(starts))} (--init-dir)")
+        if data.get("init_file"):
+            console.print(f"  new prompts start from {data['init_file']}'s prediction for each (--init)")
+        else:
+            starts = {str(Path(it.init).parent) for it in to_run if it.init}
+            if starts:
+                console.print(f"  new prompts start from their policy in {', '.join(sorted(starts))} (--init-dir)")
         for it in invalid:
             console.print(f"  not trained: {it.prompt!r}: {it.error}")
         if not console.is_terminal and to_run:
