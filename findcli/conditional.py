@@ -476,11 +476,10 @@ def _group_advantages(r: torch.Tensor) -> torch.Tensor:
 
 def kl_gaussians(mu: torch.Tensor, log_sigma: torch.Tensor, mu_ref: torch.Tensor, log_sigma_ref: torch.Tensor) -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(μ_ref, σ_ref²)) of diagonal Gaussians, averaged over the last dim (the kernels'
-    per-dimension convention):  log σ_ref − log σ + (σ² + (μ − μ_ref)²) / (2 σ_ref²) − 1/2, written in
-    d = log σ − log σ_ref so that at the target both the value and the gradient are exactly zero (Adam
-    would otherwise turn rounding-level gradients into lr-sized steps)."""
-    d = log_sigma - log_sigma_ref
-    return ((torch.exp(2 * d) + (mu - mu_ref) ** 2 * torch.exp(-2 * log_sigma_ref)) / 2 - d - 0.5).mean(-1)
+    per-dimension convention; findcli.kernels.gaussian.kl_to_gaussian, exact)."""
+    from findcli.kernels.gaussian import kl_to_gaussian
+
+    return kl_to_gaussian(mu, log_sigma, mu_ref, log_sigma_ref)
 
 
 def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: list,
@@ -779,8 +778,8 @@ def policy_file_for(cond: ConditionalPolicy, meta: dict, pipe, prompt: str):
 
 # find train options that map onto ConditionalConfig fields; every other training option belongs to the
 # per-prompt trainer (value net, replay, ...) and is refused with --conditional.
-SHARED_OPTIONS = {"iterations", "batch", "lr", "steps", "guidance", "eta", "inner_epochs", "clip", "kl_weight", "seed",
-                  "max_batch"}
+SHARED_OPTIONS = {"iterations", "batch", "lr", "steps", "guidance", "eta", "inner_epochs", "clip", "kl_weight", "kl_to",
+                  "seed", "max_batch"}
 
 
 def parse_sets(sets: list[str]) -> dict:

@@ -21,6 +21,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "adv_norm": ("running", "none"),  # findcli.value.RewardNormalizer or raw rewards
     "clip_ref": ("behaviour", "initial"),  # findcli.kernels.policy_loss(ratio_ref=...)
     "kl": ("exact", "l2"),  # findcli.kernels.policy_loss(kl=...)
+    "kl_to": ("start", "standard"),  # the KL pull's target (engine.policy_update)
     "keep": ("last", "best"),
     "preset": ("default", "paper"),
     "scheduler": ("auto", "ddim", "native"),  # findcli.generators.configure_scheduler
@@ -65,7 +66,8 @@ class TrainConfig:
     inner_epochs: int = 4  # passes over the replay buffer per iteration (4 measured best on the example: worst of 9 runs +41 points vs +14 with 2, mean +64 vs +52; 8 overshoots; RESULTS.md §2)
     clip: float = 0.2  # ε of the ratio clip [1-ε, 1+ε]; ratios are per-dimension-mean log-prob ratios
     clip_ref: str = "behaviour"  # ratio against the policy that drew each sample (PPO) or `initial` (official N(0,I))
-    kl_weight: float = 0.01  # weight of the KL pull toward N(0, I)
+    kl_weight: float = 0.01  # weight of the KL pull toward kl_to's target
+    kl_to: str = "start"  # the KL pull's target: "start", the distribution the run starts from (N(0, I), FIND's, unless --init gives another policy: then that one, a trust region around it), or "standard", always N(0, I) (the words of the conditional policy's kl_to). From a tight start (a conditional policy's prediction, sigma 0.3) the pull to N(0, I) undid counting layouts in a few iterations (RESULTS.md §10.8)
     kl: str = "exact"  # exact: closed-form KL per dimension; l2: official proxy mean(μ² + (σ-1)²)
     max_grad_norm: float = 1.0  # d_invariant: bound on the per-element RMS of the gradient of (μ, log σ); else on its norm; 0 disables
     d_invariant: bool = True  # multiply the loss by D so each element's gradient is ≈ |A|/√K at any latent size (Adam's eps stays negligible); False: official per-dimension mean
@@ -106,6 +108,8 @@ class TrainConfig:
             d["adv_std_floor"] = 0.0
         if "adv_std_floor_above" not in d:  # files written before the level: the floor bound at every level
             d["adv_std_floor_above"] = 0.0
+        if "kl_to" not in d:  # files written before it existed pulled toward N(0, I), --init or not
+            d["kl_to"] = "standard"
         if "value_steps" not in d:  # files written before it was a field: it followed the preset
             d["value_steps"] = 1 if d.get("preset") == "paper" else 4
         return cls(**{k: v for k, v in d.items() if k in names})
@@ -139,7 +143,7 @@ def paper(**overrides) -> TrainConfig:
     base = TrainConfig(
         steps=50, guidance=7.5, eta=1.0, iterations=150, batch=1, lr=1e-3, reward_weight=10.0,
         baseline="value", value_lr=1e-4, replay=1, inner_epochs=1, clip=0.2, clip_ref="initial",
-        kl_weight=0.01, kl="l2", max_grad_norm=0.0, adv_norm="none", d_invariant=False, value_steps=1,
+        kl_weight=0.01, kl="l2", kl_to="standard", max_grad_norm=0.0, adv_norm="none", d_invariant=False, value_steps=1,
         preset="paper",
     )
     return dataclasses.replace(base, **overrides)

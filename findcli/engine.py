@@ -106,6 +106,7 @@ class FindTrainer:
 
         torch.manual_seed(cfg.seed)  # value-net init is part of the run's identity
         self.policy = GaussianPolicy(self.shape).to(self.device)
+        self.kl_ref: tuple | None = None  # the KL pull's target when not N(0, I): (μ, log σ) of --init's policy (kl_to "start")
         self.text = self.rollout.text_features().to(self.device)  # (E,)
         self.value = ValueNet(self.policy.dim, self.text.numel(), cfg.value_hidden).to(self.device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
@@ -133,10 +134,13 @@ class FindTrainer:
     # ------------------------------------------------------------------------------------------ state
 
     def init_from(self, mu: torch.Tensor, log_sigma: torch.Tensor) -> None:
-        """--init other.pt: start from another policy instead of N(0, I)."""
+        """--init other.pt: start from another policy instead of N(0, I) (with kl_to "start", the KL
+        pull's target from then on)."""
         with torch.no_grad():
             self.policy.mu.copy_(mu.reshape(-1))
             self.policy.log_sigma.copy_(log_sigma.reshape(-1))
+        if self.cfg.kl_to == "start":
+            self.kl_ref = (self.policy.mu.detach().clone(), self.policy.log_sigma.detach().clone())
 
     def train_state(self) -> dict:
         return {
@@ -155,6 +159,8 @@ class FindTrainer:
             # the policy the run continues from (--out may hold the best one instead, see save())
             "last_mu": self.policy.mu.detach().cpu().clone(),
             "last_log_sigma": self.policy.log_sigma.detach().cpu().clone(),
+            # the KL pull's target when it is not N(0, I) (kl_to "start" from --init)
+            "kl_ref": None if self.kl_ref is None else [t.detach().cpu().clone() for t in self.kl_ref],
         }
 
     def load_train_state(self, state: dict) -> None:
@@ -162,6 +168,8 @@ class FindTrainer:
         with torch.no_grad():
             self.policy.mu.copy_(state["last_mu"].reshape(-1))
             self.policy.log_sigma.copy_(state["last_log_sigma"].reshape(-1))
+        ref = state.get("kl_ref")
+        self.kl_ref = None if ref is None else tuple(t.reshape(-1).to(self.device) for t in ref)
         self.value.load_state_dict(state["value"])
         self.opt.load_state_dict(state["opt"])
         self.value_opt.load_state_dict(state["value_opt"])
@@ -433,7 +441,7 @@ class FindTrainer:
         zs = torch.cat([replay_latents(e) for e in self.replay])  # (M·K, D)
         lps = torch.cat([e["logp_old"] for e in self.replay])  # (M·K,)
         advs = torch.cat([e["adv"] for e in self.replay])  # (M·K,)
-        agg = policy_update(policy, self.opt, zs, lps, advs, cfg, self.shard)
+        agg = policy_update(policy, self.opt, zs, lps, advs, cfg, self.shard, self.kl_ref)
         self._check_finite()
         return {"v": float(v.detach()), "value_loss": float(value_loss.detach()), "adv": adv.detach(),
                 "scale": scale, "floored": floored, "agg": agg, "replay_samples": int(zs.shape[0])}
@@ -454,6 +462,7 @@ class FindTrainer:
             "approx_kl": agg.get("approx_kl", 0.0), "clipfrac": agg.get("clipfrac", 0.0),
             "ratio_mean": agg.get("ratio_mean", 1.0), "surrogate": agg.get("surrogate", 0.0),
             "loss": agg.get("loss", 0.0), "replay_samples": upd["replay_samples"],
+            "kl_pull": agg.get("kl", 0.0),  # the KL in the loss, to kl_to's target (kl_to_prior: always to N(0, I))
             **self.policy.stats(),
             "images_per_s": cfg.batch / t_iter,
             **{k: round(v_, 6) for k, v_ in batch.timing.items()}, "iter_s": round(t_iter, 6),
@@ -571,10 +580,12 @@ def replay_latents(entry: dict) -> torch.Tensor:
 
 
 def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.Tensor, lps: torch.Tensor,
-                  advs: torch.Tensor, cfg: TrainConfig, shard=None) -> dict[str, float]:
+                  advs: torch.Tensor, cfg: TrainConfig, shard=None, kl_ref: tuple | None = None) -> dict[str, float]:
     """`cfg.inner_epochs` Adam steps on the clipped surrogate + β·KL over the replayed samples
     zs (N, D), their behaviour log-probs lps (N,) and advantages advs (N,). Returns the loss
-    diagnostics averaged over the passes.
+    diagnostics averaged over the passes. The KL is to N(0, I) (in the fused loss), or with
+    kl_ref = (μ_ref, log σ_ref) to N(μ_ref, σ_ref²) (kl_to "start" from --init; added in PyTorch,
+    findcli.kernels.gaussian.kl_to_gaussian, same per-dimension convention and cfg.kl kind).
 
     d_invariant: the log-probs are per-dimension means (so ratios stay O(1)), which makes each
     element's gradient ≈ |A| / (√N · D): at D = 262 144 and a reward with a small spread that is
@@ -587,6 +598,7 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
     and the Adam step, which are then the same on every rank. The diagnostics are reduced the same way.
     """
     from findcli.kernels import policy_loss
+    from findcli.kernels.gaussian import kl_to_gaussian
 
     loss_scale = float(policy.dim) if cfg.d_invariant else 1.0
     max_norm = cfg.max_grad_norm * (2.0 * policy.dim) ** 0.5 if cfg.d_invariant else cfg.max_grad_norm
@@ -597,8 +609,15 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
         zs, lps, advs, weight = zs[lo:hi], lps[lo:hi], advs[lo:hi], (hi - lo) / n
     agg: dict[str, float] = {}
     for _ in range(cfg.inner_epochs):
-        loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
-                                  ratio_ref=cfg.clip_ref, kl=cfg.kl)
+        if kl_ref is None:
+            loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
+                                      ratio_ref=cfg.clip_ref, kl=cfg.kl)
+        else:
+            loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, 0.0,
+                                      ratio_ref=cfg.clip_ref, kl=cfg.kl)
+            kl_term = kl_to_gaussian(policy.mu, policy.log_sigma, kl_ref[0], kl_ref[1], cfg.kl)
+            loss = loss + cfg.kl_weight * kl_term
+            stats = {**stats, "kl": kl_term.detach()}
         opt.zero_grad(set_to_none=True)
         if shard is None:
             (loss * loss_scale).backward()

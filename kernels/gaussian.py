@@ -46,6 +46,21 @@ def mean_log_density(z: torch.Tensor, mu: torch.Tensor | None = None,
     return logp - HALF_LOG_2PI
 
 
+def kl_to_gaussian(mu: torch.Tensor, log_sigma: torch.Tensor, mu_ref: torch.Tensor, log_sigma_ref: torch.Tensor,
+                    kind: str = "exact") -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(μ_ref, σ_ref²)) of diagonal Gaussians averaged over the last dim (kind "exact"),
+    or the L2 proxy mean((μ − μ_ref)² + (σ − σ_ref)²) (kind "l2"); with μ_ref = 0, σ_ref = 1 these are
+    kl_to_standard_normal's. Exact: log σ_ref − log σ + (σ² + (μ − μ_ref)²) / (2 σ_ref²) − 1/2, written in
+    d = log σ − log σ_ref so that at the reference both the value and the gradient are exactly zero (Adam
+    would otherwise turn rounding-level gradients into lr-sized steps)."""
+    if kind == "exact":
+        d = log_sigma - log_sigma_ref
+        return ((torch.exp(2 * d) + (mu - mu_ref) ** 2 * torch.exp(-2 * log_sigma_ref)) / 2 - d - 0.5).mean(-1)
+    if kind == "l2":
+        return ((mu - mu_ref).square() + (torch.exp(log_sigma) - torch.exp(log_sigma_ref)).square()).mean(-1)
+    raise ValueError(f"unknown KL kind {kind!r}")
+
+
 def kl_to_standard_normal(mu: torch.Tensor, log_sigma: torch.Tensor, kind: str = "exact") -> torch.Tensor:
     """KL(N(μ, σ²) ‖ N(0, I)) averaged over dimensions (kind "exact"), or the L2 proxy (kind "l2"). () tensor."""
     sigma = torch.exp(log_sigma)

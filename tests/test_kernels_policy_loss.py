@@ -195,6 +195,31 @@ def test_torch_reference_log_density_and_kl_match_torch_distributions():
             torch.testing.assert_close(stats["clipfrac"], ((rho - 1).abs() > CLIP).double().mean())
 
 
+def test_kl_to_gaussian_matches_torch_distributions_and_is_flat_at_its_reference():
+    """kl_to_gaussian (the KL to --init's policy, kl_to "start"): torch.distributions' closed form in float64
+    (exact), the L2 proxy written out (l2); with the standard normal as reference it is kl_to_standard_normal;
+    at the reference its value and gradient are exactly zero (Adam would turn rounding into lr-sized steps)."""
+    from findcli.kernels.gaussian import kl_to_gaussian, kl_to_standard_normal
+
+    g = torch.Generator().manual_seed(4)
+    d = 50
+    mu, ls, mr, lr = (s * torch.randn(d, generator=g, dtype=torch.float64) for s in (0.5, 0.3, 0.5, 0.4))
+    want = torch.distributions.kl_divergence(torch.distributions.Normal(mu, ls.exp()),
+                                             torch.distributions.Normal(mr, lr.exp())).mean()
+    torch.testing.assert_close(kl_to_gaussian(mu, ls, mr, lr), want, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kl_to_gaussian(mu, ls, mr, lr, "l2"),
+                               ((mu - mr).square() + (ls.exp() - lr.exp()).square()).mean(), rtol=1e-12, atol=1e-12)
+    zero = torch.zeros(d, dtype=torch.float64)
+    for kind in ("exact", "l2"):
+        torch.testing.assert_close(kl_to_gaussian(mu, ls, zero, zero, kind), kl_to_standard_normal(mu, ls, kind),
+                                   rtol=1e-12, atol=1e-12)
+    m, s_ = mr.float().clone().requires_grad_(True), lr.float().clone().requires_grad_(True)
+    for kind in ("exact", "l2"):
+        value = kl_to_gaussian(m, s_, mr.float(), lr.float(), kind)
+        gm, gs = torch.autograd.grad(value, (m, s_))
+        assert value.item() == 0.0 and not gm.any() and not gs.any(), kind
+
+
 def test_initial_ratio_hard_clamp_passes_no_surrogate_gradient():
     """Official variant: with every ρ clamped, only the KL term moves μ and log σ (closed form)."""
     k, d = 3, 20

@@ -72,11 +72,18 @@ def test_train_raises_synthetic_reward_toward_known_optimum(tiny_pipeline_dir, t
     assert pf.meta["final_stats"]["reward_mean"] == rows[-1]["reward_mean"]
 
 
-def test_resume_gives_the_same_policy_as_an_uninterrupted_run(tiny_pipeline_dir, target, tmp_path):
+@pytest.mark.parametrize("from_init", [False, True], ids=["from_standard_normal", "from_init_kl_to_start"])
+def test_resume_gives_the_same_policy_as_an_uninterrupted_run(tiny_pipeline_dir, target, tmp_path, from_init):
+    """With --init (kl_to "start": the KL pull's target is the start, kept in the checkpoint) as without."""
     _, _, d = target
     reward = write_reward(d)
     common = [PROMPT, "--model", tiny_pipeline_dir, "--reward", reward, "--batch", 4, "--replay", 2,
               "--checkpoint-every", 2, *FAST]
+    if from_init:
+        start = tmp_path / "start.pt"
+        assert invoke("train", *common, "--iterations", 2, "--lr", 0.3, "--out", start).exit_code == 0
+        assert load_policy(start).policy.mu.abs().max() > 0.3  # far enough from N(0, I) to tell the targets apart
+        common += ["--init", start]
     a, b = tmp_path / "a" / "out.pt", tmp_path / "b" / "out.pt"
     assert invoke("train", *common, "--iterations", 5, "--out", a).exit_code == 0
     assert invoke("train", *common, "--iterations", 3, "--out", b).exit_code == 0

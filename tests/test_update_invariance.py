@@ -252,3 +252,52 @@ def test_files_written_before_the_floor_settings_load_with_the_settings_they_tra
     between = dict(old, adv_std_floor=0.1)  # the floor, before its level existed
     assert TrainConfig.from_dict(between).adv_std_floor_above == 0.0
     assert TrainConfig.from_dict(dict(today, adv_std_floor_above=0.5)).adv_std_floor_above == 0.5
+
+
+# ---- the KL pull's target (kl_to): N(0, I), or the distribution --init starts from
+
+
+def trajectory_from(pipe, reward, tmp_path, mu0, log_sigma0, **overrides):
+    """trajectory(), started from (mu0, log_sigma0) as --init does (FindTrainer.init_from)."""
+    cfg = TrainConfig(prompt=PROMPT, model="tiny", steps=2, guidance=3.0, batch=4, iterations=4, replay=2,
+                      inner_epochs=2, checkpoint_every=100, **overrides).validate()
+    trainer = FindTrainer(cfg, pipe, reward, tmp_path / "out.pt")
+    trainer.init_from(mu0, log_sigma0)
+    for _ in range(cfg.iterations):
+        trainer.step()
+    return trainer
+
+
+def test_kl_to_a_standard_normal_start_equals_the_fused_kl_to_the_prior(pipe_and_target, tmp_path):
+    """--init from N(0, I) itself with kl_to "start" adds the KL in PyTorch (kl_to_gaussian to the start);
+    kl_to "standard" uses the fused loss's KL to N(0, I): the same run up to rounding, for both KL kinds."""
+    pipe, target = pipe_and_target
+    zero = torch.zeros(4 * 8 * 8)
+    for kind in ("exact", "l2"):
+        a = trajectory_from(pipe, affine_reward(target, 1.0, 0.0), tmp_path, zero, zero, kl_to="start", kl=kind,
+                            kl_weight=1.0)
+        assert a.kl_ref is not None  # the PyTorch path ran
+        b = trajectory_from(pipe, affine_reward(target, 1.0, 0.0), tmp_path, zero, zero, kl_to="standard", kl=kind,
+                            kl_weight=1.0)
+        assert b.kl_ref is None
+        assert a.policy.mu.abs().max() > 0.05
+        torch.testing.assert_close(a.policy.mu, b.policy.mu, rtol=0, atol=1e-5, msg=kind)
+        torch.testing.assert_close(a.policy.log_sigma, b.policy.log_sigma, rtol=0, atol=1e-5, msg=kind)
+        assert abs(a.metrics[-1]["kl_pull"] - b.metrics[-1]["kl_pull"]) < 1e-5 and a.metrics[-1]["kl_pull"] > 0
+
+
+def test_kl_to_the_start_holds_an_init_policy_where_the_reward_teaches_nothing(pipe_and_target, tmp_path):
+    """A flat reward (group advantages, raw units: all zero; the running normaliser would wait for a spread)
+    leaves only the KL in the gradient: pulled toward the
+    --init policy itself (kl_to "start") μ and σ stay exactly where they start; pulled toward N(0, I)
+    ("standard", FIND's KL before kl_to existed) they move toward it, as a tight start's did on saturated
+    count prompts (RESULTS.md §10.8)."""
+    pipe, _ = pipe_and_target
+    flat = lambda images, prompts: torch.ones(images.shape[0])  # noqa: E731
+    g = torch.Generator().manual_seed(5)
+    mu0, ls0 = 0.5 * torch.randn(256, generator=g), torch.full((256,), -1.2)
+    held = trajectory_from(pipe, flat, tmp_path, mu0, ls0, baseline="group", adv_norm="none")
+    assert torch.equal(held.policy.mu.detach(), mu0) and torch.equal(held.policy.log_sigma.detach(), ls0)
+    pulled = trajectory_from(pipe, flat, tmp_path, mu0, ls0, baseline="group", adv_norm="none", kl_to="standard")
+    assert (pulled.policy.log_sigma.detach() > ls0 + 0.1).all()  # σ 0.3 -> toward 1, at Adam's full step
+    assert pulled.policy.mu.detach().abs().mean() < mu0.abs().mean() - 0.1

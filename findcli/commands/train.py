@@ -21,6 +21,7 @@ PresetChoice = choice("PresetChoice", CHOICES["preset"])
 BaselineChoice = choice("BaselineChoice", CHOICES["baseline"])
 ClipRefChoice = choice("ClipRefChoice", CHOICES["clip_ref"])
 KlChoice = choice("KlChoice", CHOICES["kl"])
+KlToChoice = choice("KlToChoice", CHOICES["kl_to"])
 AdvNormChoice = choice("AdvNormChoice", CHOICES["adv_norm"])
 KeepChoice = choice("KeepChoice", CHOICES["keep"])
 SchedulerChoice = choice("SchedulerChoice", CHOICES["scheduler"])
@@ -82,8 +83,11 @@ def train(
     clip: Annotated[Optional[float], typer.Option("--clip", help="ratio clip ε (per-dimension-mean log-prob ratio)")] = None,
     clip_ref: Annotated[Optional[ClipRefChoice], typer.Option("--clip-ref", help="behaviour (PPO) or initial "
                                                               "(official: hard clamp vs N(0,I))")] = None,
-    kl_weight: Annotated[Optional[float], typer.Option("--kl-weight", help="weight of the KL pull to N(0, I)")] = None,
+    kl_weight: Annotated[Optional[float], typer.Option("--kl-weight", help="weight of the KL pull (to --kl-to's target)")] = None,
     kl: Annotated[Optional[KlChoice], typer.Option("--kl", help="exact (closed form) or l2 (official proxy)")] = None,
+    kl_to: Annotated[Optional[KlToChoice], typer.Option("--kl-to", help="the KL pull's target: start (the "
+                                                        "distribution the run starts from: N(0, I), or --init's "
+                                                        "policy) or standard (always N(0, I))")] = None,
     reward_weight: Annotated[Optional[float], typer.Option("--reward-weight", help="advantage multiplier")] = None,
     value_lr: Annotated[Optional[float], typer.Option("--value-lr", help="value net learning rate")] = None,
     value_steps: Annotated[Optional[int], typer.Option("--value-steps", help="value net steps per iteration "
@@ -141,7 +145,7 @@ def train(
     overrides = enum_values(dict(
         iterations=iterations, batch=batch, lr=lr, steps=steps, guidance=guidance, eta=eta, baseline=baseline,
         height=height, width=width, frames=frames, scheduler=scheduler,
-        replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl,
+        replay=replay, inner_epochs=inner_epochs, clip=clip, clip_ref=clip_ref, kl_weight=kl_weight, kl=kl, kl_to=kl_to,
         reward_weight=reward_weight, value_lr=value_lr, value_steps=value_steps, seed=seed,
         checkpoint_every=checkpoint_every, max_batch=max_batch, adv_norm=adv_norm, norm_window=norm_window,
         adv_std_floor=adv_std_floor, adv_std_floor_above=adv_std_floor_above,
