@@ -1,6 +1,8 @@
 """The judge's verdicts against the 222 hand labels at several HIGHLIGHT_MAX_AREA values (needs the judge with
 judge_absorb_small_tried.diff applied, and reward_auc.py's cached count images: RESULTS.md §6.12, last part).
-    python benchmarks/handcheck/counts/highlight_eval.py 0 40 60 80"""
+    python benchmarks/handcheck/counts/highlight_eval.py 0 40 60 80
+    HIGHLIGHT_JOIN=0 python benchmarks/handcheck/counts/highlight_eval.py 40 60 80 120   # never join two objects"""
+import os
 import json, sys, torch
 sys.path.insert(0, "benchmarks")
 from reward_auc import slug
@@ -15,6 +17,7 @@ for r in rows:
     key = (r["seed"], r["prompt"])
     if key not in imgs:
         imgs[key] = torch.load(f"runs/reward_auc/images/{slug(r['prompt'])}_n64_s{r['seed']}.pt", weights_only=True)
+J.HIGHLIGHT_JOIN = os.environ.get("HIGHLIGHT_JOIN", "1") != "0"
 for v in [float(a) for a in sys.argv[1:]]:
     J.HIGHLIGHT_MAX_AREA = v
     verdict = {}
