@@ -2,13 +2,18 @@
 judge_absorb_small_tried.diff applied, and reward_auc.py's cached count images: RESULTS.md §6.12, last part).
     python benchmarks/handcheck/counts/highlight_eval.py 0 40 60 80
     HIGHLIGHT_JOIN=0 python benchmarks/handcheck/counts/highlight_eval.py 40 60 80 120   # never join two objects"""
+import json
 import os
-import json, sys, torch
+import sys
+
+import torch
+
 sys.path.insert(0, "benchmarks")
-from reward_auc import slug
-import findcli.shapes.judge as J
-from findcli.evaluation import rank_auc
-from findcli.shapes.world import parse_prompt
+from reward_auc import slug  # noqa: E402
+
+import findcli.shapes.judge as J  # noqa: E402
+from findcli.shapes.world import parse_prompt  # noqa: E402
+
 torch.set_num_threads(1)
 rows = [r for r in json.load(open("benchmarks/handcheck/counts/eval_mix1.json"))["rows"] if r["hand"] >= 0]
 cells = sorted({(r["seed"], r["k"]) for r in rows})
