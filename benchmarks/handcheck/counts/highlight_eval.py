@@ -35,6 +35,7 @@ for v in [float(a) for a in sys.argv[1:]]:
         hand = torch.tensor([r["hand"] == r["k"] for r in mine])
         old = torch.tensor([r["judge"] for r in mine])
         new = torch.tensor([bool(verdict[(r["seed"], r["prompt"])][r["index"]]) for r in mine])
-        fixed += int(((old != hand) & (new == hand)).sum()); broke += int(((old == hand) & (new != hand)).sum())
+        fixed += int(((old != hand) & (new == hand)).sum())
+        broke += int(((old == hand) & (new != hand)).sum())
         out.append(f"s{c[0]}k{c[1]} agree {(new == hand).float().mean():.3f} (was {(old == hand).float().mean():.3f}) n={len(mine)}")
     print(f"HIGHLIGHT_MAX_AREA={v}: fixed {fixed} broke {broke} | " + " | ".join(out), flush=True)
