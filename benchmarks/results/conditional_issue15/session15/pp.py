@@ -1,5 +1,6 @@
 """per-prompt success of several eval JSONs side by side: pp.py A.json B.json ..."""
-import json, sys
+import json
+import sys
 rs = [json.load(open(f)) for f in sys.argv[1:]]
 print("prompt".ljust(48), "base", *[f.split('/')[-1][:10].rjust(10) for f in sys.argv[1:]])
 for i, r0 in enumerate(rs[0]["results"]):
