@@ -474,14 +474,6 @@ def _group_advantages(r: torch.Tensor) -> torch.Tensor:
     return torch.where(flat, torch.zeros_like(c), c / torch.where(flat, torch.ones_like(s), s)).float()
 
 
-def kl_gaussians(mu: torch.Tensor, log_sigma: torch.Tensor, mu_ref: torch.Tensor, log_sigma_ref: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(μ_ref, σ_ref²)) of diagonal Gaussians, averaged over the last dim (the kernels'
-    per-dimension convention; findcli.kernels.gaussian.kl_to_gaussian, exact)."""
-    from findcli.kernels.gaussian import kl_to_gaussian
-
-    return kl_to_gaussian(mu, log_sigma, mu_ref, log_sigma_ref)
-
-
 def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, text: torch.Tensor, z: list,
                        logp_old: list, adv: list, cfg: ConditionalConfig,
                        tokens: torch.Tensor | None = None, anchor: tuple | None = None) -> dict[str, float]:
@@ -490,6 +482,7 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
     N_p = K × the batches kept). KL_p is to N(0, I), or with `anchor` = (μ_ref, log σ_ref), (P, D) each, to
     N(μ_ref_p, σ_ref_p²) (cfg.kl_to "start"). Returns the diagnostics averaged over passes."""
     from findcli.kernels import policy_loss
+    from findcli.kernels.gaussian import kl_to_gaussian
 
     n_params = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     max_norm = cfg.max_grad_norm * math.sqrt(n_params)
@@ -502,7 +495,7 @@ def conditional_update(policy: ConditionalPolicy, opt: torch.optim.Optimizer, te
             lp, stats = policy_loss(z[p], mu[p], log_sigma[p], logp_old[p], adv[p], cfg.clip,
                                     0.0 if anchor is not None else cfg.kl_weight)
             if anchor is not None:
-                kl = kl_gaussians(mu[p], log_sigma[p], anchor[0][p], anchor[1][p])
+                kl = kl_to_gaussian(mu[p], log_sigma[p], anchor[0][p], anchor[1][p])
                 lp, stats = lp + cfg.kl_weight * kl, {**stats, "kl": kl.detach()}
             loss = loss + lp / p_count
             for k, v in stats.items():

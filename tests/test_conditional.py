@@ -441,7 +441,9 @@ def test_slots_policy_composes_words_it_saw_apart_into_a_pair_it_never_saw():
 
 
 def test_kl_between_gaussians_equals_torch_distributions_in_float64():
-    from findcli.conditional import kl_gaussians
+    """The KL the conditional policy's kl_to "start" uses (findcli.kernels.gaussian.kl_to_gaussian), batched
+    over prompts."""
+    from findcli.kernels.gaussian import kl_to_gaussian as kl_gaussians
 
     g = torch.Generator().manual_seed(3)
     mu, ls, mr, lr = (torch.randn(3, 7, generator=g, dtype=torch.float64) * s for s in (1.0, 0.5, 1.0, 0.5))
