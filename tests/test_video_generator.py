@@ -121,3 +121,33 @@ def test_stage_is_deterministic_from_the_seed(trained, tmp_path):
     run_stage(again)
     for rel in WEIGHTS:
         assert (trained / rel).read_bytes() == (again / rel).read_bytes(), rel
+
+
+def test_noised_batch_t_focus_zero_is_the_uniform_draw_and_one_lands_every_t_in_the_upper_half():
+    """Oracle: the draw sequence written out by hand (rows, z0 noise, dropout, t, ε from one generator
+    in that order). t_focus = 0 must reproduce it bit for bit (older runs stay reproducible); t_focus = 1
+    puts every t in [T/2, T); t_focus = 0.5 redraws about half of the rows."""
+    from findcli.shapes.training.common import noised_batch
+
+    T_ = 1000
+    means, stds = torch.randn(6, 4, 3, 8, 8), torch.rand(6, 4, 3, 8, 8)
+    ids, empty = torch.arange(6 * 5).view(6, 5), torch.zeros(1, 5, dtype=torch.long)
+    acp = torch.linspace(0.999, 0.01, T_)
+
+    def batch(t_focus, n=64):
+        return noised_batch(means, stds, ids, empty, n, 0.1, acp, 0.5, T_, torch.Generator().manual_seed(3), t_focus)
+
+    g = torch.Generator().manual_seed(3)
+    idx = torch.randint(0, 6, (64,), generator=g)
+    z0 = (means[idx] + stds[idx] * torch.randn(means[idx].shape, generator=g)) * 0.5
+    drop = torch.rand(64, generator=g) < 0.1
+    t = torch.randint(0, T_, (64,), generator=g)
+    eps = torch.randn(z0.shape, generator=g)
+    a = acp[t].view(-1, 1, 1, 1, 1)
+    zt, t0, e0, tok = batch(0.0)
+    assert torch.equal(t0, t) and torch.equal(e0, eps) and torch.equal(zt, a.sqrt() * z0 + (1 - a).sqrt() * eps)
+    assert torch.equal(tok[drop], empty.expand(int(drop.sum()), -1)) and torch.equal(tok[~drop], ids[idx][~drop])
+    _, t1, _, _ = batch(1.0)
+    assert (t1 >= T_ // 2).all() and (t1 < T_).all()
+    _, th, _, _ = batch(0.5, n=4000)
+    assert 0.70 < (th >= T_ // 2).float().mean() < 0.80  # 0.5 + 0.5 × 0.5 of the rows in the upper half

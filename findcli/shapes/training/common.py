@@ -38,19 +38,24 @@ class Clock:
 
 
 def noised_batch(means, stds, ids, empty, batch: int, caption_dropout: float, alphas_cumprod, sf: float,
-                 num_train_timesteps: int, gen):
+                 num_train_timesteps: int, gen, t_focus: float = 0.0):
     """One ε-prediction training batch from a pre-encoded pool, shared by the unet and motion stages:
     `batch` pool rows at random, z0 drawn from their latent Gaussians (× the VAE scaling factor `sf`),
     captions replaced by `empty` with probability `caption_dropout` (for CFG), t uniform, ε, and
     z_t = √ᾱ_t z0 + √(1 − ᾱ_t) ε. Returns (z_t, t, ε, token ids). The draws from `gen` are always in
     this order, so a stage's run is a function of its seed. Works for image (B, C, h, w) and video
-    (B, C, F, h, w) latents (ε is independent per frame, as at sampling)."""
+    (B, C, F, h, w) latents (ε is independent per frame, as at sampling). With `t_focus` > 0 each row's t
+    is, with that probability, redrawn from the upper half [T/2, T) of the schedule (one extra draw from
+    `gen` after t; at 0 nothing is drawn, so the default run is unchanged)."""
     idx = torch.randint(0, len(means), (batch,), generator=gen)
     z0 = (means[idx].float() + stds[idx].float() * torch.randn(means[idx].shape, generator=gen)) * sf
     tok = ids[idx].clone()
     drop = torch.rand(batch, generator=gen) < caption_dropout
     tok[drop] = empty
     t = torch.randint(0, num_train_timesteps, (batch,), generator=gen)
+    if t_focus > 0:
+        high = num_train_timesteps // 2 + t % (num_train_timesteps - num_train_timesteps // 2)
+        t = torch.where(torch.rand(batch, generator=gen) < t_focus, high, t)
     noise = torch.randn(z0.shape, generator=gen)
     a = alphas_cumprod[t].view(-1, *[1] * (z0.dim() - 1))
     zt = a.sqrt() * z0 + (1 - a).sqrt() * noise  # q(z_t | z_0)

@@ -47,6 +47,7 @@ class MotionTrainConfig:
     pool_size: int = 8192  # pre-rendered, pre-encoded biased clips the batches are drawn from (~45 ms each to build, 32 KB each)
     caption_dropout: float = 0.1  # fraction of captions replaced by "" (classifier-free guidance)
     min_snr_gamma: float = 5.0  # loss weight min(SNR, γ)/SNR for ε-prediction
+    t_focus: float = 0.0  # fraction of rows trained at t in the upper half of the schedule, where a clip's motion is decided (0 = t uniform)
     ema_decay: float = 0.999  # with warm-up: decay_t = min(decay, (1 + t) / (10 + t))
     heads: int = 4  # temporal attention heads per motion module (head dim 8 at 32 channels, 16 at 64)
     max_frames: int = 16  # motion_max_seq_length: the longest clip the saved pipeline takes
@@ -234,7 +235,7 @@ def train_motion(cfg: MotionTrainConfig) -> dict:
         for g in opt.param_groups:
             g["lr"] = lr
         zt, t, noise, tok = noised_batch(means, stds, ids, empty, cfg.batch, cfg.caption_dropout, alphas_cumprod, sf,
-                                         sched.config.num_train_timesteps, gen)  # (B, C, F, h, w)
+                                         sched.config.num_train_timesteps, gen, cfg.t_focus)  # (B, C, F, h, w)
         with torch.no_grad():
             cond = text(tok).last_hidden_state  # frozen text encoder, (B, L, 128)
         cond = cond.repeat_interleave(cfg.frames, dim=0)  # per frame, as AnimateDiffPipeline passes it
