@@ -10,7 +10,6 @@ given is what is shown, with the verdict counts printed.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -19,7 +18,8 @@ from PIL import Image
 from findcli import atomic, shapes
 from findcli.pipeline import load_pipeline, to_pil
 from findcli.policy import load_policy
-from findcli.sampling import draw, settings_from_meta
+from findcli.sampling import draw
+from video_world import arm_settings  # the settings both arms of a video draw use
 
 BORDER = 3  # px of the verdict frame around each 64 px video (drawn at --scale)
 GAP = 4  # px between tiles
@@ -53,9 +53,7 @@ def main() -> None:
     if world is None or world.kind != "video":
         ap.error(f"{a.policy} is not a policy of the built-in video world")
     prompt = pf.meta["prompt"]
-    settings = settings_from_meta(pf.meta, source=a.policy)
-    if not settings.frames:  # as find sample reads it: the world's frames where the file names none
-        settings = dataclasses.replace(settings, frames=world.default_frames)
+    settings = arm_settings(world, Path(a.policy))  # as find sample reads the file (the world's frames if none)
     pipe = load_pipeline(world.id, torch.device("cpu"), torch.float32)
     d = draw(pipe, prompt, settings, a.seed, a.n, pf.policy, baseline=True, purpose="sample")
     rows = []

@@ -609,12 +609,10 @@ def policy_update(policy: GaussianPolicy, opt: torch.optim.Optimizer, zs: torch.
         zs, lps, advs, weight = zs[lo:hi], lps[lo:hi], advs[lo:hi], (hi - lo) / n
     agg: dict[str, float] = {}
     for _ in range(cfg.inner_epochs):
-        if kl_ref is None:
-            loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, cfg.kl_weight,
-                                      ratio_ref=cfg.clip_ref, kl=cfg.kl)
-        else:
-            loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip, 0.0,
-                                      ratio_ref=cfg.clip_ref, kl=cfg.kl)
+        # the fused loss holds the KL to N(0, I); a KL to another target is added beside it
+        loss, stats = policy_loss(zs, policy.mu, policy.log_sigma, lps, advs, cfg.clip,
+                                  cfg.kl_weight if kl_ref is None else 0.0, ratio_ref=cfg.clip_ref, kl=cfg.kl)
+        if kl_ref is not None:
             kl_term = kl_to_gaussian(policy.mu, policy.log_sigma, kl_ref[0], kl_ref[1], cfg.kl)
             loss = loss + cfg.kl_weight * kl_term
             stats = {**stats, "kl": kl_term.detach()}

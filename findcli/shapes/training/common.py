@@ -45,8 +45,8 @@ def noised_batch(means, stds, ids, empty, batch: int, caption_dropout: float, al
     z_t = √ᾱ_t z0 + √(1 − ᾱ_t) ε. Returns (z_t, t, ε, token ids). The draws from `gen` are always in
     this order, so a stage's run is a function of its seed. Works for image (B, C, h, w) and video
     (B, C, F, h, w) latents (ε is independent per frame, as at sampling). With `t_focus` > 0 each row's t
-    is, with that probability, redrawn from the upper half [T/2, T) of the schedule (one extra draw from
-    `gen` after t; at 0 nothing is drawn, so the default run is unchanged)."""
+    is, with that probability (one extra draw from `gen` after t), moved to the upper half of the schedule
+    as T/2 + t mod (T − T/2), still uniform there; at 0 nothing more is drawn, so the default run is unchanged."""
     idx = torch.randint(0, len(means), (batch,), generator=gen)
     z0 = (means[idx].float() + stds[idx].float() * torch.randn(means[idx].shape, generator=gen)) * sf
     tok = ids[idx].clone()
