@@ -6,8 +6,8 @@ prompt (a row of 8 frames per video, 80 px, numbered) for a person to label, plu
 in a separate file that the person should not open before labelling. Then `--labels FILE` (one 0/1 per
 line, sheet order, '#' starts a comment) prints the agreement.
 
-    python benchmarks/handcheck/video_handcheck.py --out benchmarks/handcheck/video
-    python benchmarks/handcheck/video_handcheck.py --out benchmarks/handcheck/video --labels benchmarks/handcheck/video/labels.txt
+    python benchmarks/handcheck/video_handcheck.py          # -> benchmarks/handcheck/video/<model_version>/
+    python benchmarks/handcheck/video_handcheck.py --labels benchmarks/handcheck/video/<model_version>/labels.txt
 """
 
 import argparse
@@ -38,11 +38,15 @@ def agreement(out: Path, labels_file: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="benchmarks/handcheck/video")
+    ap.add_argument("--out", default=None, help="default: benchmarks/handcheck/video/<the shipped model_version>")
     ap.add_argument("--labels", default=None, help="after labelling: print the agreement with the judge")
     ap.add_argument("--cache", default="runs/video/videos", help="benchmarks/video_world.py's video cache")
     args = ap.parse_args()
-    out = Path(args.out)
+    from findcli import shapes
+
+    world = shapes.world_of("builtin-video")
+    version = world.model_version()
+    out = Path(args.out or f"benchmarks/handcheck/video/{version}")
     if args.labels:
         print(json.dumps(agreement(out, Path(args.labels))))
         return
@@ -51,11 +55,8 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from video_world import arm_settings, arm_videos
 
-    from findcli import shapes
     from findcli.pipeline import load_pipeline, to_pil
 
-    world = shapes.world_of("builtin-video")
-    version = world.model_version()
     settings = arm_settings(world, None)
     pipe = None
 
