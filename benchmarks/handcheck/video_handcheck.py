@@ -25,7 +25,9 @@ ITEMS = [("a red sphere moving right", 8), ("a blue cube moving left", 7), ("a r
 def agreement(out: Path, labels_file: Path) -> dict:
     verdicts = json.loads((out / "judge.json").read_text())
     lines = [x.split("#")[0].strip() for x in labels_file.read_text().splitlines()]
-    labels = [int(x) for x in lines if x]
+    labels = [int(x) for x in lines if x in ("0", "1")]
+    if len(labels) != sum(1 for x in lines if x):
+        sys.exit(f"error: {labels_file} has a label that is not 0 or 1; one 0/1 per line, '#' starts a comment")
     judge = [v["judge"] for v in verdicts["videos"]]
     if len(labels) != len(judge):
         sys.exit(f"error: {labels_file} has {len(labels)} labels for {len(judge)} videos; one 0/1 per line")
@@ -62,7 +64,8 @@ def main() -> None:
 
     def get_pipe():
         nonlocal pipe
-        pipe = pipe or load_pipeline(str(world.model_dir()), torch.device("cpu"), torch.float32)
+        if pipe is None:
+            pipe = load_pipeline(str(world.model_dir()), torch.device("cpu"), torch.float32)
         return pipe
 
     out.mkdir(parents=True, exist_ok=True)
