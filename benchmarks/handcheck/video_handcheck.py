@@ -57,6 +57,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from video_world import arm_settings, arm_videos
 
+    from findcli import atomic
     from findcli.pipeline import load_pipeline, to_pil
 
     settings = arm_settings(world, None)
@@ -83,10 +84,8 @@ def main() -> None:
             for f, img in enumerate(to_pil(videos[j])):
                 sheet.paste(img.resize((cell, cell), Image.NEAREST), (60 + f * (cell + 4), y))
             verdicts.append({"item": len(verdicts), "prompt": prompt, "video": j, "judge": int(ok[j])})
-        sheet.save(out / f"sheet_{s}.png")
-    tmp = out / "judge.json.tmp"
-    tmp.write_text(json.dumps({"model_version": version, "eval_seed": 0, "videos": verdicts}, indent=1))
-    tmp.replace(out / "judge.json")
+        atomic.write_with(out / f"sheet_{s}.png", lambda p, im=sheet: im.save(p, format="PNG"))
+    atomic.write_text(out / "judge.json", json.dumps({"model_version": version, "eval_seed": 0, "videos": verdicts}, indent=1))
     print(f"{len(verdicts)} videos on {len(ITEMS)} sheets in {out}; label them before opening judge.json")
 
 

@@ -6,7 +6,7 @@ from collections import Counter
 from findcli import shapes
 from findcli.pipeline import SamplerSettings, load_pipeline
 from findcli.sampling import draw
-from findcli.shapes.video.judge import track_videos, PRESENT_TOLERANCE
+from findcli.shapes.video.judge import MAX_DRIFT_FRAC, MIN_TRAVEL, PRESENT_TOLERANCE, track_videos
 from findcli.shapes.video.world import parse_video_prompt, category
 
 model, pfile, n, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
@@ -24,11 +24,11 @@ for prompt in [l.split("\t")[-1].strip() for l in open(pfile) if l.strip() and n
             dirs["split/none" if not full else "several"] += 1
             continue
         dx, dy = full[0].displacement(c.n_frames)
-        if max(abs(dx), abs(dy)) < 6:
+        if max(abs(dx), abs(dy)) < MIN_TRAVEL:  # the judge's thresholds, any axis
             dirs["static"] += 1
-        elif abs(dx) >= 2 * abs(dy):
+        elif abs(dy) <= MAX_DRIFT_FRAC * abs(dx):
             dirs["right" if dx > 0 else "left"] += 1
-        elif abs(dy) >= 2 * abs(dx):
+        elif abs(dx) <= MAX_DRIFT_FRAC * abs(dy):
             dirs["down" if dy > 0 else "up"] += 1
         else:
             dirs["diagonal"] += 1
