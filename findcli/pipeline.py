@@ -50,13 +50,34 @@ def resolve_device(device: str) -> torch.device:
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """auto: fp32 on CPU (half precision is slow and lossy there), fp16 on CUDA."""
+def resolve_dtype(dtype: str, device: torch.device, model: str | None = None) -> torch.dtype:
+    """auto: fp16 on CUDA; on CPU fp32 (half precision is slow and lossy there), except a built-in world
+    whose `cpu_dtype` is bf16 (the video world) on a CPU with native bf16 (AVX512-BF16/AMX), where
+    bf16 weights with fp32 attention (configure_pipeline) are ~1/3 faster with the same judge verdicts."""
     if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+        if device.type == "cuda":
+            return torch.float16
+        world = _world_of(model)
+        if world is not None and world.cpu_dtype == "bf16" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return torch.float32
     if dtype not in _DTYPES:
         raise FindError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
     return _DTYPES[dtype]
+
+
+def _world_of(model: str | None):
+    from findcli import shapes
+
+    return shapes.world_of(model)
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN's own test for bf16 instructions on this CPU (without them bf16 is emulated and slower)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -100,12 +121,14 @@ def resolve_model(model: str | None) -> str:
                     "'org/name'")
 
 
-def setup_runtime(device: str, dtype: str, kernels: str | None = None) -> tuple[torch.device, torch.dtype]:
-    """Resolve --device/--dtype/--kernels once, with one-line errors (before any model is loaded)."""
+def setup_runtime(device: str, dtype: str, kernels: str | None = None,
+                  model: str | None = None) -> tuple[torch.device, torch.dtype]:
+    """Resolve --device/--dtype (auto depends on `model`)/--kernels once, with one-line errors (before
+    any model is loaded)."""
     from findcli.kernels import get_backend, set_backend
 
     dev = resolve_device(device)
-    dt = resolve_dtype(dtype, dev)
+    dt = resolve_dtype(dtype, dev, model)
     if kernels is not None:  # otherwise $FIND_KERNELS (read by the dispatcher), else auto
         set_backend(kernels)
     get_backend(dev)  # forcing triton where it cannot run is an error now, not after model loading
@@ -115,7 +138,7 @@ def setup_runtime(device: str, dtype: str, kernels: str | None = None) -> tuple[
 def load_runtime(model: str | None, device: str = "auto", dtype: str = "auto", kernels: str | None = None,
                  attention: str = "sdpa", compile: bool = False, scheduler: str = "auto"):
     """setup_runtime, then the pipeline with its throughput options: (device, dtype, pipe, used)."""
-    dev, dt = setup_runtime(device, dtype, kernels)
+    dev, dt = setup_runtime(device, dtype, kernels, model)
     pipe = load_pipeline(model, dev, dt, scheduler)
     used = configure_pipeline(pipe, attention=attention, compile=compile)
     return dev, dt, pipe, used
@@ -204,6 +227,25 @@ def text_features(pipe, prompt: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- speed
 
 
+class Fp32AttnProcessor:
+    """diffusers' stock SDPA processor run in fp32 inside a half-precision UNet: the Attention module's
+    own weights are fp32 (configure_pipeline casts them), its inputs are cast up and its output back."""
+
+    def __init__(self):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.inner = AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs):
+        def up(t):
+            return t.float() if t is not None and t.is_floating_point() else t
+
+        out = self.inner(attn, up(hidden_states), up(encoder_hidden_states), attention_mask, up(temb),
+                         *args, **kwargs)
+        return out.to(hidden_states.dtype)
+
+
 def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, channels_last: bool | None = None) -> dict:
     """Apply throughput options; returns what was actually used (and why) for logs and `find info`."""
     from diffusers.models.attention_processor import AttnProcessor2_0
@@ -214,8 +256,22 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
     name = cls.denoiser_attr  # unet, or transformer (whose own attention processors already use SDPA)
     denoiser = getattr(pipe, name)
 
+    device = denoiser.device
+    # PyTorch's CPU flash attention is ~2x slower in bf16 than in fp32 at a video UNet's sizes (temporal
+    # attention: thousands of sequences of 8 frames), so on CPU half-precision UNets attend in fp32.
+    fp32_attention = device.type == "cpu" and denoiser.dtype in (torch.float16, torch.bfloat16)
+
     def set_sdpa():
-        if name == "unet":
+        if name != "unet":
+            return
+        if fp32_attention:
+            from diffusers.models.attention_processor import Attention
+
+            for module in denoiser.modules():
+                if isinstance(module, Attention):
+                    module.to(torch.float32)
+            denoiser.set_attn_processor(Fp32AttnProcessor())
+        else:
             denoiser.set_attn_processor(AttnProcessor2_0())
 
     used: dict = {"attention": "sdpa", "compile": False, "compile_s": 0.0}
@@ -234,7 +290,7 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
         set_sdpa()
     else:
         raise FindError(f"unknown attention backend {attention!r}; use sdpa or xformers")
-    device = denoiser.device
+    used["attention_dtype"] = "fp32" if used["attention"] == "sdpa" and fp32_attention and name == "unet" else None
     if channels_last is None:  # 2-D convolutions only: not transformers, not 3-D video UNets/VAEs
         channels_last = device.type == "cuda" and name == "unet" and not cls.video
     if channels_last:

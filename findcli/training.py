@@ -72,7 +72,7 @@ class RuntimeCache:
         if key not in self.runtimes:
             self.runtimes[key] = load_runtime(model, device, dtype, kernels, attention, compile, scheduler)
         else:
-            setup_runtime(device, dtype, kernels)  # the kernels backend as load_runtime sets it
+            setup_runtime(device, dtype, kernels, model)  # the kernels backend as load_runtime sets it
         dev, dt, pipe, used = self.runtimes[key]
         return dev, dt, pipe, dict(used)
 

@@ -35,7 +35,7 @@ class AttentionChoice(str, Enum):
 Model = Annotated[Optional[str], typer.Option("--model", help="diffusers pipeline folder or hub id; builtin-video: "
                                               "the built-in video model (default: the built-in shapes model)")]
 Device = Annotated[DeviceChoice, typer.Option("--device", help="auto picks cuda when a GPU is visible")]
-Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="auto: fp32 on CPU, fp16 on CUDA")]
+Dtype = Annotated[DtypeChoice, typer.Option("--dtype", help="auto: fp16 on CUDA; fp32 on CPU, but bf16 for builtin-video on a CPU with native bf16")]
 Kernels = Annotated[Optional[KernelsChoice], typer.Option("--kernels", help="policy kernels: auto (Triton on "
                                                           "CUDA), triton (error if it cannot run), torch; "
                                                           "default: $FIND_KERNELS, else auto")]

@@ -350,7 +350,7 @@ class _TrainView:
         console.print("find train", style="bold", end=" ")
         console.print(f"{cfg.prompt!r}  model={t.pipe.find_source}  device={data['device'].type} "
                       f"dtype={str(data['dtype']).removeprefix('torch.')} kernels={t.kernel_backend} "
-                      f"attention={used['attention']} preset={cfg.preset}")
+                      f"attention={used['attention']}{'(fp32)' if used.get('attention_dtype') else ''} preset={cfg.preset}")
         console.print(f"  latent={list(t.shape)}  reward={data['reward']}"
                       f"{'  check=' + data['check'] if data['check'] else ''}  keep={cfg.keep}  "
                       f"{summarize_config(cfg)}")
