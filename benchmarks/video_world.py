@@ -33,7 +33,8 @@ import torch
 
 from findcli import shapes
 from findcli.evaluation import rank_auc, slug  # slug: the name find train --prompts gives DIR/<slug>.pt
-from findcli.pipeline import SamplerSettings, load_pipeline
+from findcli import atomic
+from findcli.pipeline import SamplerSettings, configure_pipeline, load_pipeline, resolve_dtype
 from findcli.policy import load_policy
 from findcli.sampling import draw, settings_from_meta
 
@@ -54,11 +55,11 @@ def arm_settings(world, policy_path: Path | None) -> SamplerSettings:
 
 
 def arm_videos(pipe, prompt: str, settings: SamplerSettings, n: int, seed: int, cache: Path,
-               policy_path: Path | None = None) -> torch.Tensor:
+               policy_path: Path | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(n, F, 3, 64, 64) videos of one arm of `find eval`'s paired draw (eval seed `seed`,
     `findcli.sampling.draw`): N(0, I) when `policy_path` is None, else that policy file's on the same ε.
-    Cached per arm by prompt, n, seed, the sampler settings and the policy file's bytes, so a baseline is
-    drawn once for every policy folder compared on it."""
+    Cached per arm by prompt, n, seed, the sampler settings, the policy file's bytes and the dtype (fp32
+    names carry none, as before --dtype), so a baseline is drawn once for every policy folder compared on it."""
     import hashlib
 
     def tag(b: bytes) -> str:
@@ -67,6 +68,8 @@ def arm_videos(pipe, prompt: str, settings: SamplerSettings, n: int, seed: int, 
     name = f"{slug(prompt)}_n{n}_s{seed}_set{tag(repr(dataclasses.astuple(settings)).encode())}"
     if policy_path is not None:
         name += f"_pi{tag(policy_path.read_bytes())}"
+    if dtype != torch.float32:
+        name += "_" + str(dtype).removeprefix("torch.")
     cache.mkdir(parents=True, exist_ok=True)
     f = cache / f"{name}.pt"
     if not f.exists():
@@ -90,6 +93,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--policy-dir", default=None, help="DIR/<slug>.pt per prompt: judge and score the policy arm too")
     ap.add_argument("--only", default=None, help="keep the suite lines whose category or prompt matches this regex")
+    ap.add_argument("--dtype", default="auto", help="the generator's dtype, as find eval's --dtype (auto: bf16 on a "
+                    "CPU with native bf16, else fp32; findcli.pipeline.resolve_dtype)")
     a = ap.parse_args()
     world = shapes.world_of(a.model)
     if world is None or world.kind != "video":
@@ -105,12 +110,14 @@ def main() -> None:
             ap.error(f"--policy-dir {policy_dir} has no policy for {missing[0]!r} (expected {slug(missing[0])}.pt); "
                      "train it or narrow the suite with --only")
     arm_names = ["baseline", "policy"] if policy_dir is not None else ["baseline"]
+    dtype = resolve_dtype(a.dtype, torch.device("cpu"), a.model)
     cache = Path(a.cache) / world.model_version()  # a retrained generator never reuses old videos
     loaded = {}
 
     def pipe():
         if "pipe" not in loaded:
-            loaded["pipe"] = load_pipeline(a.model, torch.device("cpu"), torch.float32)
+            loaded["pipe"] = load_pipeline(a.model, torch.device("cpu"), dtype)
+            configure_pipeline(loaded["pipe"])  # SDPA; fp32 attention in a bf16 UNet, as find eval runs it
         return loaded["pipe"]
 
     from findcli.rewards import build_reward
@@ -131,7 +138,7 @@ def main() -> None:
         if policy_dir is not None:  # both arms with the policy's own sampler, as `find eval` reads it
             paths["policy"] = policy_dir / f"{slug(prompt)}.pt"
         settings = arm_settings(world, paths.get("policy"))
-        arms = {arm: arm_videos(pipe, prompt, settings, a.n, a.seed, cache, path) for arm, path in paths.items()}
+        arms = {arm: arm_videos(pipe, prompt, settings, a.n, a.seed, cache, path, dtype) for arm, path in paths.items()}
         row = {"prompt": prompt, "category": category}
         c = by_cat.setdefault(category, {arm: {"ok": [], "scores": {s: [] for s in rewards}} for arm in arm_names})
         for arm in arm_names:
@@ -173,9 +180,10 @@ def main() -> None:
     if a.json:
         out = Path(a.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": a.model, "model_version": world.model_version(), "n": a.n, "seed": a.seed,
-                                   "rewards": list(rewards), "policy_dir": a.policy_dir, "prompts": rows,
-                                   "categories": cats}, indent=2))
+        atomic.write_text(out, json.dumps({"model": a.model, "model_version": world.model_version(), "n": a.n,
+                                           "seed": a.seed, "dtype": str(dtype).removeprefix("torch."),
+                                           "rewards": list(rewards), "policy_dir": a.policy_dir, "prompts": rows,
+                                           "categories": cats}, indent=2))
 
 
 if __name__ == "__main__":
