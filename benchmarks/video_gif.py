@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from findcli import atomic, shapes
-from findcli.pipeline import load_pipeline, to_pil
+from findcli.pipeline import load_runtime, to_pil
 from findcli.policy import load_policy
 from findcli.sampling import draw
 from video_world import arm_settings  # the settings both arms of a video draw use
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3, help="find sample's seed (its noise namespace)")
     ap.add_argument("--scale", type=int, default=2, help="nearest-neighbour upscaling of the 64 px frames")
     ap.add_argument("--out", default="docs/before_after_video.gif")
+    ap.add_argument("--dtype", default="auto", help="as find sample's --dtype (auto: bf16 on a CPU with native bf16)")
     a = ap.parse_args()
     pf = load_policy(Path(a.policy))
     world = shapes.world_of(pf.meta.get("model"))
@@ -54,7 +55,8 @@ def main() -> None:
         ap.error(f"{a.policy} is not a policy of the built-in video world")
     prompt = pf.meta["prompt"]
     settings = arm_settings(world, Path(a.policy))  # as find sample reads the file (the world's frames if none)
-    pipe = load_pipeline(world.id, torch.device("cpu"), torch.float32)
+    _, dtype, pipe, _ = load_runtime(world.id, "cpu", a.dtype)  # as find sample loads it
+    print(f"dtype {str(dtype).removeprefix('torch.')}")
     d = draw(pipe, prompt, settings, a.seed, a.n, pf.policy, baseline=True, purpose="sample")
     rows = []
     for name, videos in (("baseline", d.baseline_images), ("policy", d.policy_images)):
