@@ -53,7 +53,8 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 def resolve_dtype(dtype: str, device: torch.device, model: str | None = None) -> torch.dtype:
     """auto: fp16 on CUDA; on CPU fp32 (half precision is slow and lossy there), except a built-in world
     whose `cpu_dtype` is bf16 (the video world) on a CPU with native bf16 (AVX512-BF16/AMX), where
-    bf16 weights with fp32 attention (configure_pipeline) are ~1/3 faster with the same judge verdicts."""
+    bf16 weights with fp32 attention (configure_pipeline) roll out 1.39x faster with the same judge verdicts
+    on the same noise (FIND's gain measured a few points lower: benchmarks/RESULTS.md §11)."""
     if dtype == "auto":
         if device.type == "cuda":
             return torch.float16
