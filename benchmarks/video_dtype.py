@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from findcli import atomic, shapes
-from findcli.pipeline import SamplerSettings, configure_pipeline, load_pipeline
+from findcli.pipeline import SamplerSettings, load_runtime
 from findcli.rewards import build_reward
 from findcli.sampling import draw
 
@@ -34,9 +34,8 @@ def main() -> None:
     a = ap.parse_args()
     world = shapes.world_of("builtin-video")
     pipes = {}
-    for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        pipes[name] = load_pipeline("builtin-video", torch.device("cpu"), dt)
-        used = configure_pipeline(pipes[name])
+    for name in ("fp32", "bf16"):
+        _, _, pipes[name], used = load_runtime("builtin-video", "cpu", name)  # as find train / eval load it
         print(f"{name}: attention {used['attention']} in {used['attention_dtype'] or 'the weights dtype'}")
     reward = build_reward(world.default_reward, torch.device("cpu"), reward_model=world.clip_model)
     settings = SamplerSettings(frames=world.default_frames, steps=20, guidance=7.5)

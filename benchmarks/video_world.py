@@ -34,7 +34,7 @@ import torch
 from findcli import shapes
 from findcli.evaluation import rank_auc, slug  # slug: the name find train --prompts gives DIR/<slug>.pt
 from findcli import atomic
-from findcli.pipeline import SamplerSettings, configure_pipeline, load_pipeline, resolve_dtype
+from findcli.pipeline import SamplerSettings, load_runtime, resolve_dtype
 from findcli.policy import load_policy
 from findcli.sampling import draw, settings_from_meta
 
@@ -116,8 +116,7 @@ def main() -> None:
 
     def pipe():
         if "pipe" not in loaded:
-            loaded["pipe"] = load_pipeline(a.model, torch.device("cpu"), dtype)
-            configure_pipeline(loaded["pipe"])  # SDPA; fp32 attention in a bf16 UNet, as find eval runs it
+            loaded["pipe"] = load_runtime(a.model, "cpu", a.dtype)[2]  # as find eval loads it
         return loaded["pipe"]
 
     from findcli.rewards import build_reward

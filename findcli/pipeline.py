@@ -58,19 +58,15 @@ def resolve_dtype(dtype: str, device: torch.device, model: str | None = None) ->
     if dtype == "auto":
         if device.type == "cuda":
             return torch.float16
-        world = _world_of(model)
+        from findcli import shapes
+
+        world = shapes.world_of(model)
         if world is not None and world.cpu_dtype == "bf16" and cpu_has_native_bf16():
             return torch.bfloat16
         return torch.float32
     if dtype not in _DTYPES:
         raise FindError(f"unknown dtype {dtype!r}; use auto, fp32, fp16 or bf16")
     return _DTYPES[dtype]
-
-
-def _world_of(model: str | None):
-    from findcli import shapes
-
-    return shapes.world_of(model)
 
 
 def cpu_has_native_bf16() -> bool:
@@ -262,6 +258,8 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
     # attention: thousands of sequences of 8 frames), so on CPU half-precision UNets attend in fp32.
     fp32_attention = device.type == "cpu" and denoiser.dtype in (torch.float16, torch.bfloat16)
 
+    used: dict = {"attention": "sdpa", "attention_dtype": None, "compile": False, "compile_s": 0.0}
+
     def set_sdpa():
         if name != "unet":
             return
@@ -272,10 +270,10 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
                 if isinstance(module, Attention):
                     module.to(torch.float32)
             denoiser.set_attn_processor(Fp32AttnProcessor())
+            used["attention_dtype"] = "fp32"
         else:
             denoiser.set_attn_processor(AttnProcessor2_0())
 
-    used: dict = {"attention": "sdpa", "compile": False, "compile_s": 0.0}
     if attention == "xformers":
         try:
             import xformers  # noqa: F401
@@ -291,7 +289,6 @@ def configure_pipeline(pipe, attention: str = "sdpa", compile: bool = False, cha
         set_sdpa()
     else:
         raise FindError(f"unknown attention backend {attention!r}; use sdpa or xformers")
-    used["attention_dtype"] = "fp32" if used["attention"] == "sdpa" and fp32_attention and name == "unet" else None
     if channels_last is None:  # 2-D convolutions only: not transformers, not 3-D video UNets/VAEs
         channels_last = device.type == "cuda" and name == "unet" and not cls.video
     if channels_last:
